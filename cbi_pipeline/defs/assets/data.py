@@ -1,0 +1,107 @@
+"""Data assets: raw market, the aligned panel and the per-horizon training exports."""
+
+import dagster as dg
+import polars as pl
+
+from cbi_pipeline import tasks
+from cbi_pipeline.core.export import summarize_export
+from cbi_pipeline.defs.partitions import horizon_partitions
+from cbi_pipeline.defs.resources import PipelineSettings
+from cbi_pipeline.report import markdown_table
+
+
+def _date_range(frame: pl.DataFrame) -> str:
+    return f"{frame['date'].min()!s} .. {frame['date'].max()!s}"
+
+
+@dg.asset(group_name="data", kinds={"polars", "parquet"})
+def raw_market(
+    context: dg.AssetExecutionContext, pipeline: PipelineSettings
+) -> dg.MaterializeResult:
+    """Raw daily market closes (long: date, symbol, OHLCV) and raw signals (date, series, value),
+    from the built-in sample market or the user's files, validated against the raw contracts
+    before anything is written. Stored as ``raw/market.parquet`` and ``raw/signals.parquet``."""
+    settings = pipeline.settings()
+    raw = tasks.load_raw(settings)
+    market_path, signals_path = tasks.write_raw(pipeline.root(), raw)
+    per_symbol = (
+        raw.market.group_by("symbol")
+        .agg(
+            pl.len().alias("rows"),
+            pl.col("date").min().alias("first"),
+            pl.col("date").max().alias("last"),
+        )
+        .sort("symbol")
+    )
+    context.log.info(f"loaded {raw.market.height} market rows from {raw.source}")
+    return dg.MaterializeResult(
+        metadata={
+            "source": raw.source,
+            "market_rows": raw.market.height,
+            "signal_rows": raw.signals.height,
+            "symbols": dg.MetadataValue.json(per_symbol["symbol"].to_list()),
+            "signal_series": dg.MetadataValue.json(
+                sorted(raw.signals["series"].unique().to_list())
+            ),
+            "date_range": _date_range(raw.market),
+            "per_symbol": dg.MetadataValue.md(markdown_table(per_symbol)),
+            "market_path": dg.MetadataValue.path(str(market_path)),
+            "signals_path": dg.MetadataValue.path(str(signals_path)),
+        }
+    )
+
+
+@dg.asset(group_name="data", deps=[raw_market], kinds={"polars", "parquet"})
+def market_panel(
+    context: dg.AssetExecutionContext, pipeline: PipelineSettings
+) -> dg.MaterializeResult:
+    """One row per trading day of the target; every other series joined as of that date (the last
+    value at or before it, no older than the staleness limit), never from the future."""
+    settings = pipeline.settings()
+    panel = tasks.build_panel(pipeline.root(), settings)
+    coverage = {c: round(1 - panel[c].null_count() / panel.height, 3) for c in panel.columns[1:]}
+    return dg.MaterializeResult(
+        metadata={
+            "rows": panel.height,
+            "columns": panel.width,
+            "date_range": _date_range(panel),
+            "coverage": dg.MetadataValue.json(coverage),
+            "path": dg.MetadataValue.path(str(pipeline.root().market_panel)),
+        }
+    )
+
+
+@dg.asset(
+    group_name="data",
+    deps=[market_panel],
+    partitions_def=horizon_partitions,
+    kinds={"polars", "parquet"},
+)
+def training_export(
+    context: dg.AssetExecutionContext, pipeline: PipelineSettings
+) -> dg.MaterializeResult:
+    """The seed-compatible training table for one horizon,
+    ``exports/zl_training_{surface}_allhistory_{h}.parquet``: date, price, causal features,
+    market_regime, training_weight, ``target_{h}`` (price h trading days ahead) and as_of."""
+    horizon = context.partition_key
+    (result,) = tasks.build_exports(pipeline.root(), pipeline.settings(), [horizon])
+    summary = summarize_export(result.frame, horizon)
+    schema = dg.TableSchema(
+        columns=[dg.TableColumn(name, str(dtype)) for name, dtype in result.frame.schema.items()]
+    )
+    context.log.info(
+        f"{horizon}: {summary.rows} rows, {summary.features} features -> {result.path}"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "rows": summary.rows,
+            "date_range": f"{summary.first_date} .. {summary.last_date}",
+            "feature_count": summary.features,
+            "null_share": summary.null_share,
+            "target_coverage": summary.target_coverage,
+            "labelled_rows": summary.labelled_rows,
+            "dagster/column_schema": schema,
+            "dagster/row_count": summary.rows,
+            "path": dg.MetadataValue.path(str(result.path)),
+        }
+    )

@@ -1,0 +1,58 @@
+"""Read raw market and signal files (parquet or CSV, paths or globs) into validated frames."""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Sequence
+from pathlib import Path
+
+import polars as pl
+
+from cbi_pipeline.core.contracts import (
+    DataContractError,
+    combine_market,
+    combine_signals,
+    normalize_market,
+    normalize_signals,
+)
+
+
+def expand_paths(patterns: Sequence[str], kind: str) -> list[Path]:
+    """Expand paths and globs; a pattern that matches nothing is an error."""
+    files: list[Path] = []
+    for pattern in patterns:
+        matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+        matches = [m for m in matches if Path(m).is_file()]
+        if not matches:
+            raise DataContractError(f"{pattern}: no {kind} file found at this path or glob")
+        files.extend(Path(m) for m in matches)
+    return files
+
+
+def read_table(path: Path) -> pl.DataFrame:
+    """Read one CSV (all columns as text, parsed later with row-level errors) or parquet file."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            return pl.read_parquet(path)
+        if suffix in (".csv", ".txt"):
+            if path.stat().st_size == 0:
+                raise DataContractError(
+                    f"{path}: the file is empty (0 bytes); expected a CSV header and rows"
+                )
+            return pl.read_csv(path, infer_schema=False)
+    except DataContractError:
+        raise
+    except Exception as exc:
+        raise DataContractError(f"{path}: could not be read as {suffix[1:]} ({exc})") from exc
+    raise DataContractError(f"{path}: unsupported file type {suffix!r}; expected .parquet or .csv")
+
+
+def load_market_files(patterns: Sequence[str]) -> pl.DataFrame:
+    files = expand_paths(patterns, "market")
+    return combine_market([normalize_market(read_table(f), str(f)) for f in files])
+
+
+def load_signal_files(patterns: Sequence[str]) -> pl.DataFrame:
+    files = expand_paths(patterns, "signals")
+    return combine_signals([normalize_signals(read_table(f), str(f)) for f in files])

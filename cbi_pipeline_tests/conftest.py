@@ -1,0 +1,66 @@
+"""Shared fixtures: tiny seeded raw data, and the real file when ../shared holds it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_DATA = Path(os.environ.get("CBI_REAL_DATA", REPO.parent / "shared/data/real/dev_market_1995_2010.csv"))
+
+
+def business_days(start: dt.date, n: int) -> list[dt.date]:
+    days, d = [], start
+    while len(days) < n:
+        if d.weekday() < 5:
+            days.append(d)
+        d += dt.timedelta(days=1)
+    return days
+
+
+def make_tiny_market(n: int = 320, seed: int = 7, start: dt.date = dt.date(2007, 6, 1)) -> pl.DataFrame:
+    """Random-walk closes for six symbols; non-target symbols miss ~5% of days."""
+    rng = np.random.default_rng(seed)
+    days = business_days(start, n)
+    levels = {"ZL": 30.0, "ZS": 900.0, "ZM": 250.0, "CL": 70.0, "FCPO": 2500.0, "USDMYR": 3.5}
+    rows = []
+    for sym, level in levels.items():
+        path = level * np.exp(np.cumsum(rng.normal(0, 0.015, n)))
+        keep = np.ones(n, bool) if sym == "ZL" else rng.random(n) > 0.05
+        for d, p, k in zip(days, path, keep, strict=True):
+            if k:
+                rows.append({"date": d, "symbol": sym, "close": float(p)})
+    return pl.DataFrame(rows, schema={"date": pl.Date, "symbol": pl.String, "close": pl.Float64})
+
+
+def make_tiny_signals(n: int = 320, seed: int = 8, start: dt.date = dt.date(2007, 6, 1)) -> pl.DataFrame:
+    """A daily weather series and a weekly (Friday) policy series."""
+    rng = np.random.default_rng(seed)
+    days = business_days(start, n)
+    rows = [{"date": d, "series": "weather_test_anom", "value": float(v)}
+            for d, v in zip(days, rng.normal(0, 1, n), strict=True)]
+    rows += [{"date": d, "series": "policy_test_index", "value": float(i)}
+             for i, d in enumerate(d for d in days if d.weekday() == 4)]
+    return pl.DataFrame(rows, schema={"date": pl.Date, "series": pl.String, "value": pl.Float64})
+
+
+@pytest.fixture
+def tiny_market() -> pl.DataFrame:
+    return make_tiny_market()
+
+
+@pytest.fixture
+def tiny_signals() -> pl.DataFrame:
+    return make_tiny_signals()
+
+
+@pytest.fixture
+def real_data() -> Path:
+    if not REAL_DATA.is_file():
+        pytest.skip(f"real data not present at {REAL_DATA}")
+    return REAL_DATA
