@@ -11,7 +11,9 @@ import polars as pl
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-REAL_DATA = Path(os.environ.get("CBI_REAL_DATA", REPO.parent / "shared/data/real/dev_market_1995_2010.csv"))
+REAL_DATA = Path(
+    os.environ.get("CBI_REAL_DATA", REPO.parent / "shared/data/real/dev_market_1995_2010.csv")
+)
 
 
 def business_days(start: dt.date, n: int) -> list[dt.date]:
@@ -23,7 +25,9 @@ def business_days(start: dt.date, n: int) -> list[dt.date]:
     return days
 
 
-def make_tiny_market(n: int = 320, seed: int = 7, start: dt.date = dt.date(2007, 6, 1)) -> pl.DataFrame:
+def make_tiny_market(
+    n: int = 320, seed: int = 7, start: dt.date = dt.date(2007, 6, 1)
+) -> pl.DataFrame:
     """Random-walk closes for six symbols; non-target symbols miss ~5% of days."""
     rng = np.random.default_rng(seed)
     days = business_days(start, n)
@@ -38,14 +42,20 @@ def make_tiny_market(n: int = 320, seed: int = 7, start: dt.date = dt.date(2007,
     return pl.DataFrame(rows, schema={"date": pl.Date, "symbol": pl.String, "close": pl.Float64})
 
 
-def make_tiny_signals(n: int = 320, seed: int = 8, start: dt.date = dt.date(2007, 6, 1)) -> pl.DataFrame:
+def make_tiny_signals(
+    n: int = 320, seed: int = 8, start: dt.date = dt.date(2007, 6, 1)
+) -> pl.DataFrame:
     """A daily weather series and a weekly (Friday) policy series."""
     rng = np.random.default_rng(seed)
     days = business_days(start, n)
-    rows = [{"date": d, "series": "weather_test_anom", "value": float(v)}
-            for d, v in zip(days, rng.normal(0, 1, n), strict=True)]
-    rows += [{"date": d, "series": "policy_test_index", "value": float(i)}
-             for i, d in enumerate(d for d in days if d.weekday() == 4)]
+    rows = [
+        {"date": d, "series": "weather_test_anom", "value": float(v)}
+        for d, v in zip(days, rng.normal(0, 1, n), strict=True)
+    ]
+    rows += [
+        {"date": d, "series": "policy_test_index", "value": float(i)}
+        for i, d in enumerate(d for d in days if d.weekday() == 4)
+    ]
     return pl.DataFrame(rows, schema={"date": pl.Date, "series": pl.String, "value": pl.Float64})
 
 

@@ -7,6 +7,7 @@ value at date t depends on panel rows at or before t. The truncation test checks
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -381,3 +382,39 @@ def build_features(
         .collect()
     )
     return frame, [d for d, _ in plan]
+
+
+def truncation_mismatches(
+    market: pl.DataFrame,
+    signals: pl.DataFrame,
+    dates: list[dt.date],
+    build: Callable[[pl.DataFrame, pl.DataFrame], pl.DataFrame],
+    rel_tol: float = 1e-9,
+) -> dict[dt.date, list[str]]:
+    """Columns whose value at t changes when every raw row after t is removed, per date t.
+
+    ``build`` turns raw market and signals into a frame with a ``date`` column (the feature
+    builder under test). An empty result means the truncation property holds on these dates.
+    """
+    full = build(market, signals)
+    found: dict[dt.date, list[str]] = {}
+    for t in dates:
+        cut = build(market.filter(pl.col("date") <= t), signals.filter(pl.col("date") <= t))
+        a = full.filter(pl.col("date") == t)
+        b = cut.filter(pl.col("date") == t)
+        if a.height != 1 or b.height != 1:
+            raise ValueError(f"date {t} is not a single row of the built frame")
+        bad = []
+        for col in full.columns:
+            x, y = a[col].item(), b[col].item()
+            if x is None or y is None:
+                if (x is None) != (y is None):
+                    bad.append(col)
+            elif isinstance(x, float) and isinstance(y, float):
+                if not math.isclose(x, y, rel_tol=rel_tol, abs_tol=1e-12):
+                    bad.append(col)
+            elif x != y:
+                bad.append(col)
+        if bad:
+            found[t] = bad
+    return found

@@ -30,7 +30,9 @@ def test_valid_csv_is_typed_in_contract_order():
 
 
 def test_missing_close_names_file_and_column():
-    with pytest.raises(DataContractError, match=r"m\.csv: missing required column\(s\) \['close'\]"):
+    with pytest.raises(
+        DataContractError, match=r"m\.csv: missing required column\(s\) \['close'\]"
+    ):
         normalize_market(_csv_frame("date,symbol,price\n2020-01-02,ZL,1\n"), "m.csv")
 
 
@@ -52,7 +54,9 @@ def test_unparsable_date_shows_rows():
 @pytest.mark.parametrize("bad", ["0", "-1.5", "inf", "NaN", ""])
 def test_non_positive_or_non_finite_close_is_rejected(bad):
     text = f"date,symbol,close\n2020-01-02,ZL,30\n2020-01-03,ZL,{bad}\n"
-    with pytest.raises(DataContractError, match=r"column 'close' is missing, non-positive or non-finite in 1 row") as err:
+    with pytest.raises(
+        DataContractError, match=r"column 'close' is missing, non-positive or non-finite in 1 row"
+    ) as err:
         normalize_market(_csv_frame(text), "m.csv")
     assert "row 2" in str(err.value) and "2020-01-03" in str(err.value)
 
@@ -88,7 +92,9 @@ def test_unknown_target_lists_symbols():
 def test_symbol_without_overlapping_dates_is_rejected():
     text = GOOD + "1999-01-04,OLD,5\n1999-01-05,OLD,6\n"
     market = combine_market([normalize_market(_csv_frame(text), "m.csv")])
-    with pytest.raises(DataContractError, match=r"\['OLD'\] have no dates overlapping the target ZL"):
+    with pytest.raises(
+        DataContractError, match=r"\['OLD'\] have no dates overlapping the target ZL"
+    ):
         check_market_coverage(market, "ZL")
     check_market_coverage(market.filter(pl.col("symbol") != "OLD"), "ZL")
 

@@ -1,0 +1,84 @@
+import hashlib
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from cbi_pipeline.core.horizons import HORIZON_LABELS
+from cbi_pipeline.definitions import ASSETS, build_resources, defs
+from cbi_pipeline.settings import Settings
+
+
+def test_definitions_load_with_every_asset():
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert {"raw_market", "market_panel", "training_export"} <= keys
+    assert defs.resolve_implicit_global_asset_job_def() is not None
+
+
+@pytest.fixture
+def user_files(tmp_path, tiny_market, tiny_signals):
+    market = tmp_path / "in" / "market.csv"
+    market.parent.mkdir()
+    tiny_market.write_csv(market)
+    signals = tmp_path / "in" / "signals.parquet"
+    tiny_signals.write_parquet(signals)
+    return market, signals
+
+
+def materialize(
+    settings: Settings,
+    selection: list[str],
+    partition: str | None = None,
+    instance: dg.DagsterInstance | None = None,
+) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        ASSETS,
+        selection=selection,
+        partition_key=partition,
+        resources=build_resources(settings),
+        instance=instance,
+        raise_on_error=False,
+    )
+
+
+def test_exports_materialize_from_user_files(tmp_path, user_files):
+    market, signals = user_files
+    settings = Settings(
+        data_root=str(tmp_path / "root"), market_paths=(str(market),), signal_paths=(str(signals),)
+    )
+    instance = dg.DagsterInstance.ephemeral()
+    assert materialize(settings, ["raw_market", "market_panel"], instance=instance).success
+    for h in HORIZON_LABELS:
+        result = materialize(settings, ["training_export"], h, instance=instance)
+        assert result.success
+        meta = result.asset_materializations_for_node("training_export")[0].metadata
+        assert meta["rows"].value == 320
+        assert (
+            meta["labelled_rows"].value
+            == 320 - {"1w": 5, "1m": 21, "3m": 63, "6m": 126, "12m": 252}[h]
+        )
+        path = tmp_path / "root" / "exports" / f"zl_training_prod_allhistory_{h}.parquet"
+        assert pl.read_parquet(path).height == 320
+    catalog = (tmp_path / "root" / "exports" / "feature_catalog.json").read_text()
+    assert '"block": "Spreads"' in catalog
+
+
+def test_bad_input_fails_and_leaves_earlier_outputs_intact(tmp_path, user_files):
+    market, signals = user_files
+    root = tmp_path / "root"
+    settings = Settings(data_root=str(root), market_paths=(str(market),))
+    assert materialize(settings, ["raw_market"]).success
+    raw = root / "raw" / "market.parquet"
+    before = hashlib.sha256(raw.read_bytes()).hexdigest()
+
+    bad = tmp_path / "in" / "bad.csv"
+    bad.write_text("date,symbol,close\n2008-01-02,ZL,31.0\n2008-01-03,ZL,-4\n")
+    result = materialize(Settings(data_root=str(root), market_paths=(str(bad),)), ["raw_market"])
+    assert not result.success
+    failure = result.get_step_failure_events()[0].step_failure_data.error
+    assert failure is not None and failure.cause is not None
+    assert failure.cause.cls_name == "DataContractError"
+    assert "bad.csv: column 'close' is missing, non-positive or non-finite" in failure.cause.message
+    assert hashlib.sha256(raw.read_bytes()).hexdigest() == before
+    assert not list((root / "raw").glob("*.tmp"))
