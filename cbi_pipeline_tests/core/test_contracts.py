@@ -37,7 +37,7 @@ def test_missing_close_names_file_and_column():
 
 
 def test_empty_file_is_rejected():
-    with pytest.raises(DataContractError, match="m.csv: the file is empty"):
+    with pytest.raises(DataContractError, match=r"m\.csv: the file is empty"):
         normalize_market(_csv_frame("date,symbol,close\n"), "m.csv")
 
 

@@ -1,3 +1,4 @@
+import itertools
 import math
 
 import numpy as np
@@ -18,7 +19,7 @@ def tiny_features(tiny_market, tiny_signals):
 
 def naive_vol(p: list[float | None], w: int) -> list[float | None]:
     r = [None] + [
-        None if a is None or b is None else math.log(b / a) for a, b in zip(p, p[1:], strict=False)
+        None if a is None or b is None else math.log(b / a) for a, b in itertools.pairwise(p)
     ]
     out: list[float | None] = []
     for i in range(len(p)):
@@ -32,7 +33,6 @@ def naive_vol(p: list[float | None], w: int) -> list[float | None]:
 
 def naive_rsi(p: list[float], n: int = 14) -> list[float | None]:
     gains, losses, out = None, None, [None]
-    seen = 0
     for i in range(1, len(p)):
         d = p[i] - p[i - 1]
         g, lo = max(d, 0.0), max(-d, 0.0)
@@ -41,8 +41,7 @@ def naive_rsi(p: list[float], n: int = 14) -> list[float | None]:
         else:
             gains = (1 - 1 / n) * gains + g / n
             losses = (1 - 1 / n) * losses + lo / n
-        seen += 1
-        out.append(None if seen < n else 100 - 100 / (1 + gains / losses))
+        out.append(None if i < n else 100 - 100 / (1 + gains / losses))
     return out
 
 
@@ -90,7 +89,7 @@ def test_crush_margin_hand_computed():
 
 
 def test_spread_features_present_only_when_inputs_exist(tiny_features):
-    _, frame, catalog = tiny_features
+    _, _frame, catalog = tiny_features
     names = {d.name for d in catalog}
     assert {"spread_crush_margin", "spread_palm_soy", "spread_oil_share"} <= names
     assert "spread_soy_corn" not in names  # no ZC in the tiny market

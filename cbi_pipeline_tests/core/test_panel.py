@@ -37,7 +37,7 @@ def test_staleness_limit_stops_carrying_old_values():
     days = [dt.date(2020, 1, d) for d in (2, 3, 6, 7, 8, 9, 10, 13, 14)]
     market = pl.DataFrame(
         {
-            "date": days + [dt.date(2020, 1, 2)],
+            "date": [*days, dt.date(2020, 1, 2)],
             "symbol": ["ZL"] * len(days) + ["CL"],
             "close": [1.0] * len(days) + [60.0],
         }

@@ -65,7 +65,7 @@ def test_exports_materialize_from_user_files(tmp_path, user_files):
 
 
 def test_bad_input_fails_and_leaves_earlier_outputs_intact(tmp_path, user_files):
-    market, signals = user_files
+    market, _signals = user_files
     root = tmp_path / "root"
     settings = Settings(data_root=str(root), market_paths=(str(market),))
     assert materialize(settings, ["raw_market"]).success
