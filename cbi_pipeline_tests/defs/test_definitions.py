@@ -4,6 +4,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from cbi_pipeline.core.export import feature_columns
 from cbi_pipeline.core.horizons import HORIZON_LABELS
 from cbi_pipeline.definitions import ASSETS, build_resources, defs
 from cbi_pipeline.settings import Settings
@@ -82,3 +83,17 @@ def test_bad_input_fails_and_leaves_earlier_outputs_intact(tmp_path, user_files)
     assert "bad.csv: column 'close' is missing, non-positive or non-finite" in failure.cause.message
     assert hashlib.sha256(raw.read_bytes()).hexdigest() == before
     assert not list((root / "raw").glob("*.tmp"))
+
+
+@pytest.mark.realdata
+def test_real_file_builds_all_five_exports_by_configuration(tmp_path, real_data):
+    settings = Settings(data_root=str(tmp_path), market_paths=(str(real_data),))
+    instance = dg.DagsterInstance.ephemeral()
+    assert materialize(settings, ["raw_market", "market_panel"], instance=instance).success
+    for h in HORIZON_LABELS:
+        assert materialize(settings, ["training_export"], h, instance=instance).success
+        export = pl.read_parquet(tmp_path / "exports" / f"zl_training_prod_allhistory_{h}.parquet")
+        assert (
+            str(export["date"].min()) == "1995-01-03" and str(export["date"].max()) == "2010-09-07"
+        )
+        assert len(feature_columns(export)) >= 130
