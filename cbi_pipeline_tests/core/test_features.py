@@ -134,3 +134,25 @@ def test_truncation_check_catches_a_feature_from_the_future(tiny_market, tiny_si
     found = truncation_mismatches(tiny_market, tiny_signals, dates, leaky_builder)
     # the last date has no future to leak (shift gives null either way)
     assert found == {dates[0]: ["zl_leak"], dates[1]: ["zl_leak"]}
+
+
+def test_truncation_property_on_the_default_sample_features():
+    """Default features over the whole sample market, cut at dates in several regimes."""
+    import datetime as dt
+
+    from cbi_pipeline.core.sample import SampleSpec, generate_sample_market
+
+    sample = generate_sample_market(SampleSpec(end=dt.date(2024, 6, 28)))
+    dates = [
+        dt.date(2001, 3, 1),
+        dt.date(2008, 10, 15),
+        dt.date(2013, 5, 2),
+        dt.date(2020, 3, 16),
+        dt.date(2022, 6, 15),
+        dt.date(2024, 6, 27),
+    ]
+    trading = set(sample.market.filter(pl.col("symbol") == "ZL")["date"].to_list())
+    dates = [d if d in trading else max(x for x in trading if x < d) for d in dates]
+    full = default_builder(sample.market, sample.signals)
+    assert full.width - 2 >= 150
+    assert truncation_mismatches(sample.market, sample.signals, dates, default_builder) == {}
