@@ -96,6 +96,10 @@ def settings_from_env(
         else:
             values[f.name] = raw
     values.update(
-        {k: (tuple(v) if isinstance(v, list) else v) for k, v in (overrides or {}).items() if v is not None}
+        {
+            k: (tuple(v) if isinstance(v, list) else v)
+            for k, v in (overrides or {}).items()
+            if v is not None
+        }
     )
     return replace(Settings(), **values)  # type: ignore[arg-type]

@@ -48,7 +48,11 @@ def build_market_panel(
     check_market_coverage(market, spec.target_symbol)
     target = spec.target_symbol
     tgt = market.filter(pl.col("symbol") == target).sort("date")
-    extra = [f for f in ("open", "high", "low", "volume") if f in tgt.columns and tgt[f].is_not_null().any()]
+    extra = [
+        f
+        for f in ("open", "high", "low", "volume")
+        if f in tgt.columns and tgt[f].is_not_null().any()
+    ]
     panel = tgt.lazy().select(
         "date",
         pl.col("close").alias(close_column(target)),
