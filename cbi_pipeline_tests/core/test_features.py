@@ -156,3 +156,10 @@ def test_truncation_property_on_the_default_sample_features():
     full = default_builder(sample.market, sample.signals)
     assert full.width - 2 >= 150
     assert truncation_mismatches(sample.market, sample.signals, dates, default_builder) == {}
+
+
+def test_truncation_handles_series_that_start_after_the_cut(tiny_market, tiny_signals):
+    late = tiny_market.filter((pl.col("symbol") != "CL") | (pl.col("date") > pl.date(2008, 3, 1)))
+    full = default_builder(late, tiny_signals)
+    early = full.filter(pl.col("date") < pl.date(2008, 2, 1))["date"][-1]
+    assert truncation_mismatches(late, tiny_signals, [early], default_builder) == {}
