@@ -1,0 +1,59 @@
+"""Baselines on the same purged folds as the models (DESIGN §3).
+
+random_walk: no change, the predicted price is the price at the origin (log return 0).
+drift: the mean h-step log return of the fold's training rows, unweighted: every labelled row
+    whose label window ends before the test origin (the fit rows, the purge gap before the
+    validation slice and the validation slice; the drift needs no early stopping).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from cbi_pipeline.core.walkforward import (
+    Fold,
+    FoldFit,
+    TrainingData,
+    WalkForwardResult,
+    run_walk_forward,
+)
+
+BASELINES = ("random_walk", "drift")
+
+
+def training_rows(data: TrainingData, fold: Fold) -> np.ndarray:
+    """Every labelled row whose label window ends before the fold's test origin."""
+    rows = np.flatnonzero(data.labelled)
+    return rows[rows + data.horizon_days < fold.test_origin]
+
+
+def drift_return(data: TrainingData, rows: np.ndarray) -> float:
+    return float(np.mean(data.label[rows]))
+
+
+def _random_walk(data: TrainingData, fold: Fold) -> FoldFit:
+    return FoldFit(np.zeros(fold.test_rows.size))
+
+
+def _drift(data: TrainingData, fold: Fold) -> FoldFit:
+    mu = drift_return(data, training_rows(data, fold))
+    return FoldFit(np.full(fold.test_rows.size, mu), {"drift": round(mu, 10)})
+
+
+PREDICTORS = {"random_walk": _random_walk, "drift": _drift}
+
+
+def walk_forward_baseline(
+    data: TrainingData, folds: list[Fold], name: str, progress: Callable[[str], None] | None = None
+) -> WalkForwardResult:
+    """Out-of-fold predictions of one baseline (``random_walk`` or ``drift``)."""
+    if name not in PREDICTORS:
+        raise ValueError(f"unknown baseline {name!r}; expected one of {BASELINES}")
+    return run_walk_forward(data, folds, name, PREDICTORS[name], progress)
+
+
+def final_drift(data: TrainingData) -> float:
+    """The drift a forecast from the latest date would use: the mean over every labelled row."""
+    return drift_return(data, np.flatnonzero(data.labelled))

@@ -1,0 +1,372 @@
+"""LightGBM and XGBoost on the purged walk-forward: h-step log returns, regime weights, early stopping.
+
+Per fold: the features are ranked by |Pearson correlation| with the label on the fold's fit rows
+only and the top ``max_features`` kept; regime weights are scaled to mean 1 over the fit rows
+(and over the validation rows for the early-stopping metric); the booster grows up to
+``n_estimators`` trees and keeps those up to the best validation score
+(``early_stopping_rounds`` patience). Seeds are fixed and LightGBM runs in deterministic mode, so
+a rerun on the same data gives identical predictions.
+
+The final model for forecasting is fitted on every labelled row with the number of trees that
+early stopping chose on the last fold (the fold whose training data is closest to it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from cbi_pipeline.core.walkforward import (
+    Fold,
+    FoldFit,
+    TrainingData,
+    WalkForwardResult,
+    normalised_weights,
+    run_walk_forward,
+)
+
+TREE_FAMILIES = ("lightgbm", "xgboost")
+MODEL_FILES = {"lightgbm": "model.txt", "xgboost": "model.json"}
+# Keys of get_config_for_model that are not library parameters (or are renamed).
+_CONTROL_KEYS = {"n_estimators", "early_stopping_rounds", "horizon_days", "n_jobs", "num_threads"}
+
+
+class TreeTrainingError(ValueError):
+    """A tree family was asked for something it cannot do; the message says what."""
+
+
+@dataclass(frozen=True)
+class TreeSpec:
+    """A tree family's settings for one horizon.
+
+    hyper: ``get_config_for_model(family, horizon)`` (n_estimators, early_stopping_rounds,
+        threads and the library's own parameters such as max_depth or learning_rate).
+    max_features: features kept per fold by |correlation| with the label on the fit rows; 0 = all.
+    max_bin: histogram bins per feature (both libraries).
+    seed: the libraries' random seed.
+    """
+
+    family: str
+    hyper: Mapping[str, Any] = field(default_factory=dict)
+    max_features: int = 32
+    max_bin: int = 64
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if self.family not in TREE_FAMILIES:
+            raise TreeTrainingError(
+                f"unknown tree family {self.family!r}; expected one of {TREE_FAMILIES}"
+            )
+        if self.max_features < 0:
+            raise TreeTrainingError(f"max_features must be >= 0 (0 = all), got {self.max_features}")
+        if self.max_bin < 2:
+            raise TreeTrainingError(f"max_bin must be >= 2, got {self.max_bin}")
+        for key in ("n_estimators", "early_stopping_rounds"):
+            value = self.hyper.get(key)
+            if not isinstance(value, int) or value < 1:
+                raise TreeTrainingError(
+                    f"{self.family} config {key} must be an integer >= 1, got {value!r}"
+                )
+
+    @property
+    def rounds(self) -> int:
+        return int(self.hyper["n_estimators"])
+
+    @property
+    def patience(self) -> int:
+        return int(self.hyper["early_stopping_rounds"])
+
+    @property
+    def threads(self) -> int:
+        return int(self.hyper.get("num_threads") or self.hyper.get("n_jobs") or 1)
+
+
+def library_params(spec: TreeSpec) -> dict[str, Any]:
+    """The parameters handed to ``lightgbm.train`` / ``xgboost.train``."""
+    passthrough = {k: v for k, v in spec.hyper.items() if k not in _CONTROL_KEYS}
+    if spec.family == "lightgbm":
+        return {
+            "objective": "regression",
+            "metric": "l2",
+            **passthrough,
+            "max_bin": spec.max_bin,
+            "num_threads": spec.threads,
+            "seed": spec.seed,
+            "deterministic": True,
+            "force_row_wise": True,
+            "verbosity": -1,
+        }
+    return {
+        "objective": "reg:squarederror",
+        "eval_metric": "rmse",
+        **passthrough,
+        "max_bin": spec.max_bin,
+        "nthread": spec.threads,
+        "seed": spec.seed,
+        "verbosity": 0,
+    }
+
+
+def correlation_scores(X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """|Pearson correlation| of each column with ``y`` over the rows where the column is finite.
+
+    Columns with fewer than two finite values or no variance there score -1 (ranked last).
+    """
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    finite = np.isfinite(X)
+    x0 = np.where(finite, X, 0.0)
+    y0 = np.where(finite, y[:, None], 0.0)
+    n = finite.sum(axis=0).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mx = x0.sum(axis=0) / n
+        my = y0.sum(axis=0) / n
+        dx = np.where(finite, X - mx, 0.0)
+        dy = np.where(finite, y[:, None] - my, 0.0)
+        sxy = (dx * dy).sum(axis=0)
+        sxx = (dx * dx).sum(axis=0)
+        syy = (dy * dy).sum(axis=0)
+        corr = np.abs(sxy / np.sqrt(sxx * syy))
+    # Variances at rounding level count as none (a constant column's centred sum is not exactly 0).
+    flat = (n < 2) | (sxx <= 1e-12 * np.maximum(1.0, (x0 * x0).sum(axis=0))) | (syy <= 0)
+    return np.where(flat | ~np.isfinite(corr), -1.0, np.minimum(corr, 1.0))
+
+
+def select_features(X: np.ndarray, y: np.ndarray, max_features: int) -> np.ndarray:
+    """Column indices (ascending) of the ``max_features`` best-scoring columns; ties by position."""
+    k = X.shape[1] if max_features == 0 else min(max_features, X.shape[1])
+    order = np.argsort(-correlation_scores(X, y), kind="stable")
+    return np.sort(order[:k])
+
+
+@dataclass(frozen=True, eq=False)
+class TreeModel:
+    """A fitted booster with the feature columns it reads and the trees it keeps."""
+
+    family: str
+    booster: Any
+    features: tuple[str, ...]
+    columns: np.ndarray
+    trees: int
+    rounds: int
+    best_score: float | None
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Predicted log returns for rows of the full feature matrix (all export features)."""
+        Xs = np.ascontiguousarray(X[:, self.columns], dtype=np.float32)
+        if self.family == "lightgbm":
+            return np.asarray(self.booster.predict(Xs, num_iteration=self.trees), dtype=np.float64)
+        return np.asarray(
+            self.booster.inplace_predict(Xs, iteration_range=(0, self.trees)), dtype=np.float64
+        )
+
+    @property
+    def file_name(self) -> str:
+        return MODEL_FILES[self.family]
+
+    def to_bytes(self) -> bytes:
+        """The kept trees in the library's native format (LightGBM text, XGBoost JSON)."""
+        if self.family == "lightgbm":
+            return self.booster.model_to_string(num_iteration=self.trees).encode("utf-8")
+        return bytes(self.booster[: self.trees].save_raw(raw_format="json"))
+
+
+def load_tree_model(family: str, data: bytes) -> Callable[[np.ndarray], np.ndarray]:
+    """A predictor (selected-feature matrix -> log returns) from a native model file's bytes."""
+    if family == "lightgbm":
+        import lightgbm as lgb
+
+        booster = lgb.Booster(model_str=data.decode("utf-8"))
+        return lambda X: np.asarray(booster.predict(np.asarray(X, np.float32)), dtype=np.float64)
+    if family == "xgboost":
+        import xgboost as xgb
+
+        xbooster = xgb.Booster()
+        xbooster.load_model(bytearray(data))
+        return lambda X: np.asarray(
+            xbooster.inplace_predict(np.asarray(X, np.float32)), dtype=np.float64
+        )
+    raise TreeTrainingError(f"unknown tree family {family!r}; expected one of {TREE_FAMILIES}")
+
+
+Arrays = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+class Fitted(NamedTuple):
+    """A trained booster, the trees it keeps, the trees it grew and the best validation score."""
+
+    booster: Any
+    trees: int
+    rounds: int
+    score: float | None
+
+
+def fit_lightgbm(
+    fit: Arrays,
+    validation: Arrays | None,
+    features: tuple[str, ...],
+    spec: TreeSpec,
+    trees: int | None = None,
+) -> Fitted:
+    """Train on (X, y, w); early-stop on ``validation`` or, without one, grow exactly ``trees``.
+
+    The score is the best validation l2 (None without validation).
+    """
+    import lightgbm as lgb
+
+    params = library_params(spec)
+    X, y, w = fit
+    train_set = lgb.Dataset(
+        X, y, weight=w, feature_name=list(features), params=params, free_raw_data=True
+    )
+    if validation is None:
+        booster = lgb.train(params, train_set, num_boost_round=_final_trees(trees))
+        return Fitted(booster, booster.current_iteration(), booster.current_iteration(), None)
+    Xv, yv, wv = validation
+    valid_set = lgb.Dataset(Xv, yv, weight=wv, reference=train_set, params=params)
+    history: dict[str, Any] = {}
+    booster = lgb.train(
+        params,
+        train_set,
+        num_boost_round=spec.rounds,
+        valid_sets=[valid_set],
+        valid_names=["validation"],
+        callbacks=[
+            lgb.early_stopping(spec.patience, first_metric_only=True, verbose=False),
+            lgb.record_evaluation(history),
+        ],
+    )
+    # The returned booster is already cut to the best iteration; the history counts every round.
+    kept = int(booster.best_iteration) or booster.current_iteration()
+    score = booster.best_score.get("validation", {}).get("l2")
+    grown = len(history["validation"]["l2"])
+    return Fitted(booster, kept, grown, None if score is None else float(score))
+
+
+def fit_xgboost(
+    fit: Arrays,
+    validation: Arrays | None,
+    features: tuple[str, ...],
+    spec: TreeSpec,
+    trees: int | None = None,
+) -> Fitted:
+    """Train on (X, y, w); early-stop on ``validation`` or, without one, grow exactly ``trees``.
+
+    The score is the best validation RMSE (None without validation).
+    """
+    import xgboost as xgb
+
+    params = library_params(spec)
+    X, y, w = fit
+    dtrain = xgb.QuantileDMatrix(
+        X, y, weight=w, feature_names=list(features), max_bin=spec.max_bin, nthread=spec.threads
+    )
+    if validation is None:
+        booster = xgb.train(params, dtrain, num_boost_round=_final_trees(trees), verbose_eval=False)
+        return Fitted(booster, booster.num_boosted_rounds(), booster.num_boosted_rounds(), None)
+    Xv, yv, wv = validation
+    dval = xgb.QuantileDMatrix(
+        Xv,
+        yv,
+        weight=wv,
+        feature_names=list(features),
+        ref=dtrain,
+        max_bin=spec.max_bin,
+        nthread=spec.threads,
+    )
+    booster = xgb.train(
+        params,
+        dtrain,
+        num_boost_round=spec.rounds,
+        evals=[(dval, "validation")],
+        early_stopping_rounds=spec.patience,
+        verbose_eval=False,
+    )
+    return Fitted(
+        booster,
+        int(booster.best_iteration) + 1,
+        booster.num_boosted_rounds(),
+        float(booster.best_score),
+    )
+
+
+def _final_trees(trees: int | None) -> int:
+    if trees is None or trees < 1:
+        raise TreeTrainingError(
+            f"a fit without validation needs the number of trees (>= 1), got {trees!r}"
+        )
+    return trees
+
+
+FITTERS = {"lightgbm": fit_lightgbm, "xgboost": fit_xgboost}
+
+
+def fit_tree_model(
+    data: TrainingData,
+    spec: TreeSpec,
+    fit_rows: np.ndarray,
+    validation_rows: np.ndarray | None,
+    trees: int | None = None,
+) -> TreeModel:
+    """Select features on ``fit_rows``, then fit with early stopping on ``validation_rows``."""
+    X_fit = data.X[fit_rows]
+    y_fit = data.label[fit_rows]
+    columns = select_features(X_fit, y_fit, spec.max_features)
+    features = tuple(data.features[c] for c in columns)
+    fit = (
+        np.ascontiguousarray(X_fit[:, columns]),
+        y_fit,
+        normalised_weights(data.weight[fit_rows]),
+    )
+    validation = None
+    if validation_rows is not None:
+        validation = (
+            np.ascontiguousarray(data.X[np.ix_(validation_rows, columns)]),
+            data.label[validation_rows],
+            normalised_weights(data.weight[validation_rows]),
+        )
+    fitted = FITTERS[spec.family](fit, validation, features, spec, trees)
+    return TreeModel(
+        spec.family, fitted.booster, features, columns, fitted.trees, fitted.rounds, fitted.score
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class TreeRun:
+    """The walk-forward result and the final model fitted on every labelled row."""
+
+    result: WalkForwardResult
+    final: TreeModel
+    final_rows: np.ndarray
+
+
+def walk_forward_trees(
+    data: TrainingData,
+    folds: list[Fold],
+    spec: TreeSpec,
+    progress: Callable[[str], None] | None = None,
+) -> TreeRun:
+    """Out-of-fold predictions of one tree family on every fold, then the final model."""
+
+    def predict(d: TrainingData, fold: Fold) -> FoldFit:
+        model = fit_tree_model(d, spec, fold.fit_rows, fold.validation_rows)
+        info: dict[str, Any] = {
+            "trees": model.trees,
+            "rounds": model.rounds,
+            "features": len(model.features),
+            "validation_score": None if model.best_score is None else round(model.best_score, 8),
+        }
+        return FoldFit(model.predict(d.X[fold.test_rows]), info)
+
+    result = run_walk_forward(data, folds, spec.family, predict, progress)
+    final_rows = np.flatnonzero(data.labelled)
+    final = fit_tree_model(data, spec, final_rows, None, trees=int(result.folds[-1].info["trees"]))
+    if progress is not None:
+        progress(
+            f"{data.horizon} {spec.family} final model: {final_rows.size} labelled rows, "
+            f"{final.trees} trees (the last fold's choice), {len(final.features)} features"
+        )
+    return TreeRun(result, final, final_rows)
