@@ -171,12 +171,18 @@ def get_config_for_model(family: str, horizon: str, system: SystemInfo) -> dict[
         return {
             "batch_size": batch,
             "sequence_length": seq,
-            "hidden_size": 64,
+            "hidden_size": 32,
             "num_layers": 1,
             "dropout": 0.0,
+            "learning_rate": 1e-3,
+            "max_epochs": 40,
+            "patience": 3,
             "device": system.device,
             "mixed_precision": system.mixed_precision,
-            "num_threads": system.cores,
+            # One intra-op thread: a batch-128 recurrent step is too small to split, and extra
+            # threads spin (benchmarks/neural.py, 2 cores: 2 threads took x1.3 (LSTM) and x4
+            # (GRU) the time of one over the 1m walk-forward).
+            "num_threads": 1,
             "horizon_days": h,
         }
     raise ValueError(f"unknown model family {family!r}; expected one of {FAMILIES}")
