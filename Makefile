@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 DATA_ROOT ?= $(or $(CBI_DATA_ROOT),data)
+UI_PORT ?= 3000
 STAMP := $(VENV)/.installed
 
 .PHONY: install demo ui test lint typecheck pytest clean-data
@@ -21,9 +22,9 @@ demo: $(STAMP)
 	CBI_DATA_ROOT=$(DATA_ROOT) $(BIN)/cbi cycle
 
 ui: $(STAMP)
-	mkdir -p $(DATA_ROOT)/dagster_home
+	$(BIN)/python -c "from cbi_pipeline.cycle import ensure_instance; ensure_instance('$(DATA_ROOT)/dagster_home')"
 	DAGSTER_HOME=$(abspath $(DATA_ROOT))/dagster_home CBI_DATA_ROOT=$(DATA_ROOT) \
-		$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
+		$(BIN)/dagster dev -h 127.0.0.1 -p $(UI_PORT) -w workspace.yaml
 
 lint: $(STAMP)
 	$(BIN)/ruff check cbi_pipeline cbi_pipeline_tests

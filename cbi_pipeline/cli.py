@@ -9,14 +9,19 @@ import sys
 import time
 from collections.abc import Sequence
 
+from cbi_pipeline import correlations_cli, evaluate_cli, train_cli
 from cbi_pipeline.core.contracts import DataContractError
 from cbi_pipeline.core.hardware import FAMILIES, detect_system, get_config_for_model, system_as_dict
 from cbi_pipeline.core.horizons import HORIZON_LABELS
 from cbi_pipeline.core.regimes import RegimeConfigError
+from cbi_pipeline.errors import CycleError
+from cbi_pipeline.evaluate import PromotionError
 from cbi_pipeline.settings import Settings, settings_from_env
 from cbi_pipeline.storage import StorageError
 
 EXPECTED_ERRORS = (
+    CycleError,
+    PromotionError,
     DataContractError,
     RegimeConfigError,
     StorageError,
@@ -97,6 +102,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_cycle(args: argparse.Namespace) -> int:
     from cbi_pipeline.cycle import ensure_instance, export_table, run_cycle
+    from cbi_pipeline.evaluate import gate_table
     from cbi_pipeline.report import text_table
     from cbi_pipeline.storage import DataRoot
 
@@ -119,7 +125,49 @@ def cmd_cycle(args: argparse.Namespace) -> int:
         + f" ({len(report.run_ids)} Dagster runs in {instance.root_directory})"
     )
     print(text_table(export_table(settings, _horizons(args.horizon))))
+    for label, checks in report.failed_checks.items():
+        print(f"  failing checks in {label}: {', '.join(checks)}")
+    print("gates (a failing gate is a result, not an error):")
+    print(text_table(gate_table(DataRoot(settings.data_root), _horizons(args.horizon))))
     return 0
+
+
+def cmd_diagnostics(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from cbi_pipeline import diagnose
+    from cbi_pipeline.core.diagnostics import failing_checks
+    from cbi_pipeline.storage import DataRoot
+
+    settings = settings_from_env({"data_root": args.data_root, "target_symbol": args.target})
+    root = DataRoot(settings.data_root)
+    if args.data_path:
+        horizon = None if args.horizon == "all" else args.horizon
+        path = Path(args.data_path)
+        out = Path(args.out) if args.out else path.with_name(f"{path.stem}.diagnostics.json")
+        raw = root if args.data_root else None
+        outputs = [
+            diagnose.diagnose_file(
+                path, horizon, out, settings, args.catalog and Path(args.catalog), raw
+            )
+        ]
+    else:
+        if args.out and args.horizon == "all":
+            raise ValueError("--out needs a single --horizon (or --data-path)")
+        outputs = diagnose.diagnose_root(root, settings, _horizons(args.horizon))
+        if args.out:
+            from cbi_pipeline.storage import write_json
+
+            write_json(outputs[0].payload, Path(args.out))
+    failed = False
+    for o in outputs:
+        print(diagnose.summary_text(o.payload))
+        for name, check in failing_checks(o.payload).items():
+            failed = True
+            named = ", ".join(check["offending"][:20]) or "-"
+            print(f"FAIL {o.horizon} {name}: {check['summary']} [{named}]", file=sys.stderr)
+        print(f"wrote {args.out or o.json_path}")
+    return 1 if failed else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -144,6 +192,65 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--horizon", default="all", choices=(*HORIZON_LABELS, "all"))
     _add_source_args(p)
     p.set_defaults(func=cmd_cycle)
+
+    p = sub.add_parser(
+        "diagnostics",
+        help="pre-training diagnostics and leakage checks; exit 1 when a check fails",
+    )
+    p.add_argument(
+        "--data-path",
+        help="an export parquet (any, a user's own included); default: the data root's exports",
+    )
+    p.add_argument(
+        "--horizon",
+        default="all",
+        choices=(*HORIZON_LABELS, "all"),
+        help="horizon (with --data-path: inferred from its target_ column when omitted)",
+    )
+    p.add_argument(
+        "--out",
+        help="JSON to write (default: diagnostics/{h}.json under the root, "
+        "or FILE.diagnostics.json beside --data-path)",
+    )
+    p.add_argument(
+        "--catalog",
+        help="feature catalog JSON giving feature blocks "
+        "(default: feature_catalog.json beside the export)",
+    )
+    p.add_argument(
+        "--data-root",
+        help="data root; with --data-path its raw/ enables the "
+        "truncation test (default: $CBI_DATA_ROOT or data)",
+    )
+    p.add_argument("--target", help="target symbol (default ZL)")
+    p.set_defaults(func=cmd_diagnostics)
+
+    p = sub.add_parser(
+        "correlations",
+        help="build or update the correlation cache and print key pairs and staleness",
+        description=correlations_cli.DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    correlations_cli.add_arguments(p)
+    p.set_defaults(func=correlations_cli.cmd_correlations)
+
+    p = sub.add_parser(
+        "train",
+        help="train a model family or the baselines on the purged walk-forward",
+        description=train_cli.DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    train_cli.add_arguments(p)
+    p.set_defaults(func=train_cli.cmd_train)
+
+    p = sub.add_parser(
+        "evaluate",
+        help="metrics and gates of any predictions parquet",
+        description=evaluate_cli.DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    evaluate_cli.add_arguments(p)
+    p.set_defaults(func=evaluate_cli.cmd_evaluate)
     return parser
 
 

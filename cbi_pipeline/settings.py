@@ -7,11 +7,15 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cbi_pipeline.core.export import ExportSpec
 from cbi_pipeline.core.features import FeatureSpec
 from cbi_pipeline.core.panel import PanelSpec
 from cbi_pipeline.core.regimes import DEFAULT_REGIMES, Regime, regimes_from_json
+
+if TYPE_CHECKING:
+    from cbi_pipeline.core.correlations import CorrelationSpec
 
 ENV_PREFIX = "CBI_"
 
@@ -30,6 +34,18 @@ class Settings:
     sample_start: first business day of the sample market.
     sample_end: last day of the sample market; empty means the last business day before today.
     market_staleness_days / signal_staleness_days: how long a value is carried forward.
+    first_test_date: walk-forward: the first test block starts on the first day on/after it.
+    refit_step_days: walk-forward: trading days per test block, one refit each (252 = yearly).
+    validation_rows: walk-forward: early-stopping rows from the end of each fold's training rows.
+    min_train_rows: walk-forward: fewest fitted rows the first fold may have.
+    max_features: tree models: features kept per fold by |correlation| on its fit rows; 0 = all.
+    max_bin: tree models: histogram bins per feature.
+    train_seed: seed of every model fit.
+    cache_max_age_days: a correlation cache partition whose last data date is more than this many
+        calendar days before the newest data date is stale and is rebuilt on demand.
+    correlation_top_k: correlation cache: candidates per block for cross-block correlations.
+    correlation_key_partners: extra series (comma-separated) paired with the target in the
+        correlation cache and exported as rolling-correlation features.
     """
 
     data_root: str = "data"
@@ -43,6 +59,16 @@ class Settings:
     sample_end: str = ""
     market_staleness_days: int = 7
     signal_staleness_days: int = 45
+    first_test_date: str = "2010-01-04"
+    refit_step_days: int = 252
+    validation_rows: int = 252
+    min_train_rows: int = 504
+    max_features: int = 32
+    max_bin: int = 64
+    train_seed: int = 42
+    cache_max_age_days: int = 7
+    correlation_top_k: int = 3
+    correlation_key_partners: str = ""
 
     @property
     def uses_sample(self) -> bool:
@@ -55,6 +81,16 @@ class Settings:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: regime calendar file not found (regimes_path)")
         return regimes_from_json(path.read_text(encoding="utf-8"), str(path))
+
+    def correlation_spec(self) -> CorrelationSpec:
+        from cbi_pipeline.core.correlations import CorrelationSpec  # imports numba: only on use
+
+        return CorrelationSpec(
+            target_symbol=self.target_symbol,
+            top_k=self.correlation_top_k,
+            extra_key_partners=_split(self.correlation_key_partners),
+            regimes=self.regimes(),
+        )
 
     def panel_spec(self) -> PanelSpec:
         return PanelSpec(self.target_symbol, self.market_staleness_days, self.signal_staleness_days)

@@ -2,16 +2,23 @@
 
 Every file is written to a temporary name in its destination folder and renamed into place, so
 a crash or a failed validation never leaves a half-written file where a reader looks.
+
+The data root may also be an fsspec URL (``s3://bucket/prefix``, ``gs://...``; credentials and
+endpoint as the fsspec backend reads them, e.g. ``AWS_*`` variables for s3fs): its paths are
+``upath.UPath`` objects with the same methods, and a write is one object PUT, which an object
+store applies atomically (readers see the old object or the new one, never part of one).
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 
@@ -20,11 +27,35 @@ class StorageError(RuntimeError):
     """A stored file is missing or unreadable; the message names the file."""
 
 
+def is_url(root: str | os.PathLike[str]) -> bool:
+    """An fsspec URL other than a local ``file://`` one."""
+    text = str(root)
+    return "://" in text and not text.startswith("file://")
+
+
+def as_path(root: str | os.PathLike[str]) -> Path:
+    """A local ``Path``, or for a URL a ``UPath`` (typed as Path: it has the methods used here)."""
+    if not is_url(root):
+        return Path(str(root).removeprefix("file://"))
+    from upath import UPath
+
+    return cast(Path, UPath(str(root)))
+
+
+def is_local(path: Path) -> bool:
+    """On this machine's file system (object-store paths are UPaths, not pathlib Paths)."""
+    return isinstance(path, Path)
+
+
 class DataRoot:
-    """Paths under the data root (default ``data/``)."""
+    """Paths under the data root (default ``data/``): a folder or an fsspec URL."""
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
-        self.root = Path(root)
+        self.root = as_path(root)
+
+    @property
+    def remote(self) -> bool:
+        return not is_local(self.root)
 
     def path(self, *parts: str) -> Path:
         return self.root.joinpath(*parts)
@@ -49,11 +80,51 @@ class DataRoot:
         return self.path("exports", filename)
 
     @property
+    def correlation_cache(self) -> Path:
+        return self.path("exports", "cache")
+
+    def correlation_partition(self, as_of: str) -> Path:
+        return self.path("exports", "cache", as_of)
+
+    def diagnostics(self, horizon: str) -> Path:
+        return self.path("diagnostics", f"{horizon}.json")
+
+    def diagnostics_plot(self, horizon: str) -> Path:
+        return self.path("diagnostics", f"{horizon}.png")
+
+    def predictions(self, horizon: str, family: str) -> Path:
+        return self.path("predictions", horizon, f"{family}.parquet")
+
+    def model_dir(self, horizon: str, family: str) -> Path:
+        return self.path("models", horizon, family)
+
+    @property
+    def mlflow_dir(self) -> Path:
+        return self.path("mlflow")
+
+    def evaluation(self, horizon: str) -> Path:
+        return self.path("evaluations", f"{horizon}.json")
+
+    def champion_pointer(self, horizon: str) -> Path:
+        return self.path("models", horizon, "champion.json")
+
+    def forecast(self, horizon: str) -> Path:
+        return self.path("forecasts", f"{horizon}.parquet")
+
+    def forecast_plot(self, horizon: str) -> Path:
+        return self.path("forecasts", f"{horizon}.png")
+
+    @property
     def dagster_home(self) -> Path:
         return self.path("dagster_home")
 
 
-def _atomic(path: Path, write: Callable[[Path], object]) -> Path:
+def _atomic(path: Path, write: Callable[[Path], object], render: Callable[[], bytes]) -> Path:
+    """Local: write a hidden temp file, fsync, rename into place. Object store: one PUT of the
+    rendered bytes (atomic per object; a killed upload leaves nothing readers can see)."""
+    if not is_local(path):
+        path.write_bytes(render())
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
@@ -67,12 +138,27 @@ def _atomic(path: Path, write: Callable[[Path], object]) -> Path:
 
 
 def write_parquet(frame: pl.DataFrame, path: Path) -> Path:
-    return _atomic(path, lambda tmp: frame.write_parquet(tmp, compression="zstd", statistics=True))
+    def render() -> bytes:
+        buffer = io.BytesIO()
+        frame.write_parquet(buffer, compression="zstd", statistics=True)
+        return buffer.getvalue()
+
+    return _atomic(
+        path,
+        lambda tmp: frame.write_parquet(tmp, compression="zstd", statistics=True),
+        render,
+    )
+
+
+def write_bytes(data: bytes, path: Path) -> Path:
+    return _atomic(path, lambda tmp: tmp.write_bytes(data), lambda: data)
 
 
 def write_json(payload: Any, path: Path) -> Path:
-    text = json.dumps(payload, indent=2, sort_keys=False, default=str)
-    return _atomic(path, lambda tmp: tmp.write_text(text + "\n", encoding="utf-8"))
+    text = json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n"
+    return _atomic(
+        path, lambda tmp: tmp.write_text(text, encoding="utf-8"), lambda: text.encode("utf-8")
+    )
 
 
 def read_parquet(path: Path, what: str) -> pl.DataFrame:
@@ -80,9 +166,23 @@ def read_parquet(path: Path, what: str) -> pl.DataFrame:
     if not path.exists():
         raise StorageError(f"{path}: not found; materialize {what} first")
     try:
-        return pl.read_parquet(path)
+        return pl.read_parquet(path if is_local(path) else io.BytesIO(path.read_bytes()))
     except Exception as exc:  # polars raises several types for corrupt files
         raise StorageError(f"{path}: unreadable parquet ({type(exc).__name__}: {exc})") from exc
+
+
+def read_bytes(path: Path, what: str, sha256: str | None = None) -> bytes:
+    """Read a file the pipeline wrote (a model file); missing, or with ``sha256`` not the bytes its
+    manifest recorded (truncated, replaced), raises StorageError naming the file."""
+    if not path.exists():
+        raise StorageError(f"{path}: not found; materialize {what} first")
+    data = path.read_bytes()
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+        raise StorageError(
+            f"{path}: {len(data)} bytes that do not match the sha256 its manifest recorded "
+            "(truncated or replaced); materialize it again"
+        )
+    return data
 
 
 def read_json(path: Path, what: str) -> Any:

@@ -97,6 +97,10 @@ def build_exports(
         panel = read_parquet(root.market_panel, "market_panel")
     spec = settings.export_spec()
     features, catalog = build_features(panel, settings.feature_spec())
+    # Rolling-correlation features come from the correlation cache (rebuilt on demand if stale).
+    from cbi_pipeline.correlation_store import join_correlation_features
+
+    features, catalog = join_correlation_features(root, settings, panel, features, catalog)
     results = []
     for horizon in horizons:
         frame = build_export(features, catalog, horizon, spec)

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
+
+from cbi_pipeline_tests.sample_cycle import sample_cycle_root  # noqa: F401  (a shared fixture)
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_DATA = Path(
@@ -74,3 +78,25 @@ def real_data() -> Path:
     if not REAL_DATA.is_file():
         pytest.skip(f"real data not present at {REAL_DATA}")
     return REAL_DATA
+
+
+@pytest.fixture(scope="session")
+def empty_mlflow_store(tmp_path_factory) -> Path:
+    """An empty MLflow SQLite store, migrated once per session (the schema takes seconds)."""
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def mlflow_db(tmp_path, empty_mlflow_store) -> Callable[[Path], str]:
+    """Place a copy of the empty store at a path (default: tmp_path/mlflow.db); returns its URI."""
+
+    def place(path: Path = tmp_path / "mlflow.db") -> str:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(empty_mlflow_store, path)
+        return f"sqlite:///{path}"
+
+    return place

@@ -9,6 +9,7 @@ import dagster as dg
 from cbi_pipeline.core.diagnostics import CHECK_ALIGNED, CHECK_MISSING, CHECK_NO_LEAK
 from cbi_pipeline.core.diagnostics_schema import validate_diagnostics
 from cbi_pipeline.defs.assets.diagnostics import pretraining_diagnostics
+from cbi_pipeline.defs.assets.evaluation import evaluation
 from cbi_pipeline.defs.partitions import horizon_partitions
 from cbi_pipeline.defs.resources import PipelineSettings
 from cbi_pipeline.storage import read_json
@@ -93,3 +94,82 @@ def diagnostics_checks(
 
 
 CHECKS = [diagnostics_checks]
+
+
+# --- promotion gates on the evaluation ---------------------------------------------------------
+
+GATE_CHECKS = {
+    "mape_threshold": (
+        "candidate_meets_mape_threshold",
+        "The candidate's walk-forward MAPE is at most the horizon's threshold "
+        "(1w 3%, 1m 4%, 3m 6%, 6m 8%, 12m 12%).",
+    ),
+    "sharpe_threshold": (
+        "candidate_meets_sharpe_threshold",
+        "The candidate's non-overlapping Sharpe net of costs is at least the horizon's threshold "
+        "(1w 1.2, 1m 1.0, 3m 0.8, 6m 0.6, 12m 0.5).",
+    ),
+    "skill_vs_random_walk": (
+        "candidate_beats_random_walk",
+        "The candidate's skill against the random walk, 1 - MAPE / MAPE_rw, is above 0.",
+    ),
+    "mape_drift_vs_champion": (
+        "candidate_mape_within_drift_of_champion",
+        "The candidate's MAPE is at most 20% above the current champion's.",
+    ),
+    "diagnostics_passed": (
+        "diagnostics_passed_before_training",
+        "The horizon's pre-training diagnostics (alignment, leakage, missing data) passed.",
+    ),
+}
+
+with warnings.catch_warnings():
+    warnings.filterwarnings(
+        "ignore", category=dg.PreviewWarning, message=".*partitions_def on an AssetCheckSpec"
+    )
+    GATE_CHECK_SPECS = [
+        dg.AssetCheckSpec(
+            check,
+            asset=evaluation,
+            blocking=True,
+            description=text,
+            partitions_def=horizon_partitions,
+        )
+        for check, text in GATE_CHECKS.values()
+    ]
+
+
+@dg.multi_asset_check(specs=GATE_CHECK_SPECS, compute_kind="python")
+def gate_checks(
+    context: dg.AssetCheckExecutionContext, pipeline: PipelineSettings
+) -> Iterator[dg.AssetCheckResult]:
+    """Read ``evaluations/{h}.json`` and report each gate with its value, threshold and the
+    random walk's figure. No candidate means every gate fails."""
+    payload = read_json(pipeline.root().evaluation(context.partition_key), "evaluation")
+    gates = {g["name"]: g for g in payload["gates"]}
+    for gate, (check, _) in GATE_CHECKS.items():
+        g = gates.get(gate)
+        if g is None:
+            yield dg.AssetCheckResult(
+                asset_key=evaluation.key,
+                check_name=check,
+                passed=False,
+                description="no candidate model to judge (only the random walk was evaluated)",
+            )
+            continue
+        yield dg.AssetCheckResult(
+            asset_key=evaluation.key,
+            check_name=check,
+            passed=bool(g["passed"]),
+            description=g["detail"],
+            metadata={
+                "candidate": str(payload["candidate"]),
+                "value": g["value"],
+                "threshold": g["threshold"],
+                "random_walk": g["random_walk"],
+                "detail": g["detail"],
+            },
+        )
+
+
+CHECKS.append(gate_checks)

@@ -73,7 +73,11 @@ def market_panel(
 
 @dg.asset(
     group_name="data",
-    deps=[market_panel],
+    # The export reads the freshest valid correlation_cache partition (rebuilt on demand if stale).
+    deps=[
+        market_panel,
+        dg.AssetDep("correlation_cache", partition_mapping=dg.LastPartitionMapping()),
+    ],
     partitions_def=horizon_partitions,
     kinds={"polars", "parquet"},
 )
