@@ -285,9 +285,18 @@ def promote(
     safe to run in a separate run from the checks. ``registry`` (``registry.Registry``) sets the
     MLflow alias; without one only the local pointer moves.
     """
+    previous = current_champion(root, horizon)
+    if not as_path(root.evaluation(horizon)).exists() and override is None:
+        kept = f"; keeping {previous['family']}" if previous else "; no champion"
+        return PromotionResult(
+            horizon,
+            False,
+            None,
+            f"no evaluation of {horizon} yet (diagnostics or training did not complete)" + kept,
+            previous,
+        )
     payload = read_json(root.evaluation(horizon), "evaluation")
     check_evaluation_is_current(root, payload)
-    previous = current_champion(root, horizon)
     if override is None:
         diag_ok, diag_failing = diagnostics_status(root, horizon)
         if not diag_ok:
@@ -331,13 +340,23 @@ def promote(
 def gate_table(root: DataRoot, horizons: tuple[str, ...] = HORIZON_LABELS) -> pl.DataFrame:
     """Per horizon: the candidate against its thresholds and the random walk, each gate's
     verdict, and who is champion now."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for h in horizons:
+        champ = current_champion(root, h)
+        if not as_path(root.evaluation(h)).exists():
+            rows.append(
+                {
+                    "horizon": h,
+                    "candidate": "not evaluated",
+                    "promotable": False,
+                    "champion": champ["family"] if champ else "none",
+                }
+            )
+            continue
         payload = read_json(root.evaluation(h), "evaluation")
         gates = {g["name"]: g for g in payload["gates"]}
         cand = payload["candidate"]
         m = payload["families"][cand]["overall"] if cand else {}
-        champ = current_champion(root, h)
         spec = GateSpec.for_horizon(h)
 
         def verdict(name: str, gates: dict[str, Any] = gates) -> str:
@@ -363,4 +382,6 @@ def gate_table(root: DataRoot, horizons: tuple[str, ...] = HORIZON_LABELS) -> pl
                 "champion": champ["family"] if champ else "none",
             }
         )
-    return pl.DataFrame(rows)
+    widest: dict[str, Any] = max(rows, key=len)  # a not-evaluated row has fewer keys
+    columns = list(widest)
+    return pl.DataFrame([{c: r.get(c) for c in columns} for r in rows], infer_schema_length=None)

@@ -155,3 +155,13 @@ def test_gate_table_lists_every_gate(state):
         row["candidate"] == "drift" and row["skill_gate"] == "FAIL" and row["mape_gate"] == "pass"
     )
     assert row["max_%"] == 3.0 and row["min_sharpe"] == 1.2 and row["champion"] == "none"
+
+
+def test_no_evaluation_yet_means_no_promotion_and_a_plain_table_row(state):
+    _settings, root, _export, _price, _y_true = state
+    result = evaluate.promote(root, H)
+    assert not result.promoted and result.champion is None
+    assert "no evaluation of 1w yet" in result.reason
+    row = evaluate.gate_table(root, (H,)).row(0, named=True)
+    assert row["candidate"] == "not evaluated" and row["champion"] == "none"
+    assert row["promotable"] is False
