@@ -12,6 +12,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from cbi_pipeline.settings import Settings
 from cbi_pipeline_tests.sample_cycle import sample_cycle_root  # noqa: F401  (a shared fixture)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -100,3 +101,23 @@ def mlflow_db(tmp_path, empty_mlflow_store) -> Callable[[Path], str]:
         return f"sqlite:///{path}"
 
     return place
+
+
+def tiny_training_settings(tmp_path: Path, **overrides: object) -> Settings:
+    """Settings over 700 tiny business days (from 2007-06) written as user files, with a short
+    walk-forward starting 2009-07-01; ``overrides`` replace any field."""
+    market = tmp_path / "in" / "market.parquet"
+    market.parent.mkdir(exist_ok=True)
+    make_tiny_market(n=700).write_parquet(market)
+    signals = tmp_path / "in" / "signals.parquet"
+    make_tiny_signals(n=700).write_parquet(signals)
+    values: dict[str, object] = {
+        "data_root": str(tmp_path / "root"),
+        "market_paths": (str(market),),
+        "signal_paths": (str(signals),),
+        "first_test_date": "2009-07-01",
+        "validation_rows": 63,
+        "min_train_rows": 126,
+        **overrides,
+    }
+    return Settings(**values)  # type: ignore[arg-type]

@@ -9,29 +9,14 @@ from cbi_pipeline.defs.partitions import horizon_partitions
 from cbi_pipeline.defs.resources import HardwareResource
 from cbi_pipeline.settings import Settings
 from cbi_pipeline.tracking import Tracker
-from cbi_pipeline_tests.conftest import make_tiny_market, make_tiny_signals
+from cbi_pipeline_tests.conftest import tiny_training_settings
 
 MODEL_ASSETS = ("lightgbm_model", "xgboost_model", "baselines")
 
 
 @pytest.fixture
 def settings(tmp_path) -> Settings:
-    market = tmp_path / "in" / "market.parquet"
-    market.parent.mkdir()
-    make_tiny_market(n=700).write_parquet(market)
-    signals = tmp_path / "in" / "signals.parquet"
-    make_tiny_signals(n=700).write_parquet(signals)
-    return Settings(
-        data_root=str(tmp_path / "root"),
-        market_paths=(str(market),),
-        signal_paths=(str(signals),),
-        first_test_date="2009-07-01",
-        refit_step_days=63,
-        validation_rows=63,
-        min_train_rows=126,
-        max_features=16,
-        max_bin=32,
-    )
+    return tiny_training_settings(tmp_path, refit_step_days=63, max_features=16, max_bin=32)
 
 
 def test_model_assets_are_partitioned_by_horizon_behind_the_diagnostics():

@@ -24,7 +24,10 @@ from cbi_pipeline.defs.sensors import (
     only_check_failures,
 )
 from cbi_pipeline.settings import Settings
-from cbi_pipeline_tests.conftest import business_days, make_tiny_market, make_tiny_signals
+from cbi_pipeline_tests.conftest import (
+    business_days,
+    tiny_training_settings,
+)
 
 UTC = dt.UTC
 CHICAGO = ZoneInfo(NIGHTLY_TIMEZONE)
@@ -176,22 +179,7 @@ def _definitions(settings: Settings) -> dg.Definitions:
 
 @pytest.fixture
 def settings(tmp_path) -> Settings:
-    market = tmp_path / "in" / "market.parquet"
-    market.parent.mkdir()
-    make_tiny_market(n=700).write_parquet(market)
-    signals = tmp_path / "in" / "signals.parquet"
-    make_tiny_signals(n=700).write_parquet(signals)
-    return Settings(
-        data_root=str(tmp_path / "root"),
-        market_paths=(str(market),),
-        signal_paths=(str(signals),),
-        first_test_date="2009-07-01",
-        refit_step_days=126,
-        validation_rows=63,
-        min_train_rows=126,
-        max_features=8,
-        max_bin=16,
-    )
+    return tiny_training_settings(tmp_path, refit_step_days=126, max_features=8, max_bin=16)
 
 
 SMALL_NETS = {
