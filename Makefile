@@ -22,7 +22,7 @@ demo: $(STAMP)
 	CBI_DATA_ROOT=$(DATA_ROOT) $(BIN)/cbi cycle
 
 ui: $(STAMP)
-	$(BIN)/python -c "from cbi_pipeline.cycle import ensure_instance; ensure_instance('$(DATA_ROOT)/dagster_home')"
+	$(BIN)/python -c "from cbi_pipeline.cli.runner import ensure_instance; ensure_instance('$(DATA_ROOT)/dagster_home')"
 	DAGSTER_HOME=$(abspath $(DATA_ROOT))/dagster_home CBI_DATA_ROOT=$(DATA_ROOT) \
 		$(BIN)/dagster dev -h 127.0.0.1 -p $(UI_PORT) -w workspace.yaml
 

@@ -5,70 +5,89 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import Field, dataclass, field, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
+from cbi_pipeline.core.correlations.spec import CorrelationSpec
 from cbi_pipeline.core.export import ExportSpec
 from cbi_pipeline.core.features import FeatureSpec
+from cbi_pipeline.core.models.trees import TreeSpec
 from cbi_pipeline.core.panel import PanelSpec
 from cbi_pipeline.core.regimes import DEFAULT_REGIMES, Regime, regimes_from_json
-
-if TYPE_CHECKING:
-    from cbi_pipeline.core.correlations import CorrelationSpec
+from cbi_pipeline.core.vocabulary import horizon_days
+from cbi_pipeline.core.walkforward import WalkForwardSpec
 
 ENV_PREFIX = "CBI_"
 
 
+def setting(default: object, description: str) -> Any:
+    """A field of ``Settings``: its default and its description, written here once. The Dagster
+    resource ``PipelineSettings``, the ``CBI_*`` overrides and the CLI help all derive from it."""
+    return field(default=default, metadata={"description": description})
+
+
 @dataclass(frozen=True)
 class Settings:
-    """What the pipeline reads and where it writes. Each field has a ``CBI_<FIELD>`` env override.
+    """What the pipeline reads and where it writes. Each field has a ``CBI_<FIELD>`` env override
+    (``describe_settings()`` lists them with their defaults and meaning)."""
 
-    data_root: folder (or fsspec URL) that holds every output (DESIGN §2 layout).
-    market_paths: raw market files or globs (parquet/CSV); empty means the built-in sample market.
-    signal_paths: raw signal files or globs; ignored for the sample, which brings its own signals.
-    target_symbol: the symbol to forecast.
-    surface: the export surface in ``zl_training_{surface}_allhistory_{h}.parquet``.
-    regimes_path: JSON regime calendar replacing the default one (DESIGN §2).
-    sample_seed: seed of the sample generator.
-    sample_start: first business day of the sample market.
-    sample_end: last day of the sample market; empty means the last business day before today.
-    market_staleness_days / signal_staleness_days: how long a value is carried forward.
-    first_test_date: walk-forward: the first test block starts on the first day on/after it.
-    refit_step_days: walk-forward: trading days per test block, one refit each (252 = yearly).
-    validation_rows: walk-forward: early-stopping rows from the end of each fold's training rows.
-    min_train_rows: walk-forward: fewest fitted rows the first fold may have.
-    max_features: tree models: features kept per fold by |correlation| on its fit rows; 0 = all.
-    max_bin: tree models: histogram bins per feature.
-    train_seed: seed of every model fit.
-    cache_max_age_days: a correlation cache partition whose last data date is more than this many
-        calendar days before the newest data date is stale and is rebuilt on demand.
-    correlation_top_k: correlation cache: candidates per block for cross-block correlations.
-    correlation_key_partners: extra series (comma-separated) paired with the target in the
-        correlation cache and exported as rolling-correlation features.
-    """
-
-    data_root: str = "data"
-    market_paths: tuple[str, ...] = ()
-    signal_paths: tuple[str, ...] = ()
-    target_symbol: str = "ZL"
-    surface: str = "prod"
-    regimes_path: str = ""
-    sample_seed: int = 20000103
-    sample_start: str = "2000-01-03"
-    sample_end: str = ""
-    market_staleness_days: int = 7
-    signal_staleness_days: int = 45
-    first_test_date: str = "2010-01-04"
-    refit_step_days: int = 252
-    validation_rows: int = 252
-    min_train_rows: int = 504
-    max_features: int = 32
-    max_bin: int = 64
-    train_seed: int = 42
-    cache_max_age_days: int = 7
-    correlation_top_k: int = 3
-    correlation_key_partners: str = ""
+    data_root: str = setting(
+        "data", "Folder (or fsspec URL) that holds every output (the data-root layout)."
+    )
+    market_paths: tuple[str, ...] = setting(
+        (), "Raw market parquet/CSV files or globs; empty = the built-in sample market."
+    )
+    signal_paths: tuple[str, ...] = setting(
+        (), "Raw signal files or globs; ignored for the sample, which brings its own signals."
+    )
+    target_symbol: str = setting("ZL", "The symbol to forecast.")
+    surface: str = setting(
+        "prod", "Export surface, as in exports/zl_training_{surface}_allhistory_{h}.parquet."
+    )
+    regimes_path: str = setting(
+        "", "JSON regime calendar replacing the default one; empty = the default calendar."
+    )
+    sample_seed: int = setting(20000103, "Seed of the sample market generator.")
+    sample_start: str = setting("2000-01-03", "First business day of the sample market.")
+    sample_end: str = setting(
+        "", "Last day of the sample market; empty = the last business day before today."
+    )
+    market_staleness_days: int = setting(
+        7, "Most calendar days a market close is carried forward in the panel."
+    )
+    signal_staleness_days: int = setting(
+        45, "Most calendar days a signal value is carried forward in the panel."
+    )
+    first_test_date: str = setting(
+        "2010-01-04", "Walk-forward: the first test block starts on the first day on/after it."
+    )
+    refit_step_days: int = setting(
+        252, "Walk-forward: trading days per test block, one refit each (252 = yearly)."
+    )
+    validation_rows: int = setting(
+        252, "Walk-forward: early-stopping rows taken from the end of each fold's training rows."
+    )
+    min_train_rows: int = setting(504, "Walk-forward: fewest fitted rows the first fold may have.")
+    max_features: int = setting(
+        32,
+        "Models: features kept per fold by |correlation| with the label on its fit rows; 0 = all.",
+    )
+    max_bin: int = setting(64, "Tree models: histogram bins per feature.")
+    train_seed: int = setting(42, "Seed of every model fit.")
+    cache_max_age_days: int = setting(
+        7,
+        "Correlation cache: a partition whose last data date is more than this many calendar "
+        "days before the newest data date is stale and is rebuilt on demand.",
+    )
+    correlation_top_k: int = setting(
+        3, "Correlation cache: candidates per block for cross-block correlations."
+    )
+    correlation_key_partners: str = setting(
+        "",
+        "Correlation cache: extra series (comma-separated) paired with the target and exported "
+        "as rolling-correlation features.",
+    )
 
     @property
     def uses_sample(self) -> bool:
@@ -83,12 +102,10 @@ class Settings:
         return regimes_from_json(path.read_text(encoding="utf-8"), str(path))
 
     def correlation_spec(self) -> CorrelationSpec:
-        from cbi_pipeline.core.correlations import CorrelationSpec  # imports numba: only on use
-
         return CorrelationSpec(
             target_symbol=self.target_symbol,
             top_k=self.correlation_top_k,
-            extra_key_partners=_split(self.correlation_key_partners),
+            extra_key_partners=split_list(self.correlation_key_partners),
             regimes=self.regimes(),
         )
 
@@ -101,13 +118,69 @@ class Settings:
     def export_spec(self) -> ExportSpec:
         return ExportSpec(self.target_symbol, self.surface, self.regimes())
 
+    def walk_forward_spec(self, horizon: str) -> WalkForwardSpec:
+        try:
+            first = dt.date.fromisoformat(self.first_test_date)
+        except ValueError:
+            raise ValueError(
+                f"first_test_date {self.first_test_date!r} is not an ISO date (YYYY-MM-DD)"
+            ) from None
+        return WalkForwardSpec(
+            horizon_days=horizon_days(horizon),
+            first_test_date=first,
+            refit_step=self.refit_step_days,
+            validation_rows=self.validation_rows,
+            min_train_rows=self.min_train_rows,
+        )
+
+    def tree_spec(self, family: str, hyper: Mapping[str, Any]) -> TreeSpec:
+        return TreeSpec(
+            family=family,
+            hyper=dict(hyper),
+            max_features=self.max_features,
+            max_bin=self.max_bin,
+            seed=self.train_seed,
+        )
+
     def sample_dates(self) -> tuple[dt.date, dt.date | None]:
         end = dt.date.fromisoformat(self.sample_end) if self.sample_end else None
         return dt.date.fromisoformat(self.sample_start), end
 
 
-def _split(value: str) -> tuple[str, ...]:
+def split_list(value: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in value.replace(os.pathsep, ",").split(",") if p.strip())
+
+
+def env_name(name: str) -> str:
+    """The environment variable that overrides a setting, e.g. ``CBI_DATA_ROOT``."""
+    return ENV_PREFIX + name.upper()
+
+
+def setting_fields() -> tuple[Field[Any], ...]:
+    return fields(Settings)
+
+
+def setting_field(name: str) -> Field[Any]:
+    for f in fields(Settings):
+        if f.name == name:
+            return f
+    raise KeyError(f"no setting named {name!r}")
+
+
+def describe(name: str) -> str:
+    """A setting's description with its default and env override (for CLI help and docs)."""
+    f = setting_field(name)
+    default = ", ".join(f.default) if isinstance(f.default, tuple) else f.default
+    shown = f"{default!r}" if default != "" else "empty"
+    return f"{f.metadata['description']} Default: {shown}; env {env_name(name)}."
+
+
+def is_int_setting(f: Field[Any]) -> bool:
+    return f.type in ("int", int)
+
+
+def is_paths_setting(f: Field[Any]) -> bool:
+    return f.name.endswith("_paths")
 
 
 def settings_from_env(
@@ -117,18 +190,16 @@ def settings_from_env(
     env = os.environ if env is None else env
     values: dict[str, object] = {}
     for f in fields(Settings):
-        raw = env.get(ENV_PREFIX + f.name.upper())
+        raw = env.get(env_name(f.name))
         if raw is None or raw == "":
             continue
-        if f.name.endswith("_paths"):
-            values[f.name] = _split(raw)
-        elif f.type in ("int", int):
+        if is_paths_setting(f):
+            values[f.name] = split_list(raw)
+        elif is_int_setting(f):
             try:
                 values[f.name] = int(raw)
             except ValueError:
-                raise ValueError(
-                    f"{ENV_PREFIX}{f.name.upper()}={raw!r}: expected an integer"
-                ) from None
+                raise ValueError(f"{env_name(f.name)}={raw!r}: expected an integer") from None
         else:
             values[f.name] = raw
     values.update(

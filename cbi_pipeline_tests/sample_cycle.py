@@ -49,9 +49,9 @@ def run_sample_cycle(settings: Settings) -> None:
     fail on the sample: a normal outcome), LightGBM promoted by a recorded override, forecast."""
     import dagster as dg
 
-    from cbi_pipeline.correlation_store import latest_partition_key
     from cbi_pipeline.definitions import ASSETS, build_resources
-    from cbi_pipeline.storage import DataRoot
+    from cbi_pipeline.store.correlations import latest_partition_key
+    from cbi_pipeline.store.root import DataRoot
 
     resources = build_resources(settings)
     instance = dg.DagsterInstance.ephemeral()

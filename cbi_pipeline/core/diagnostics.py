@@ -13,29 +13,22 @@ import numpy as np
 import polars as pl
 
 from cbi_pipeline.core.export import PRICE_COL, feature_columns
-from cbi_pipeline.core.horizons import horizon_days, target_column
-from cbi_pipeline.core.leakage import (
-    DEFAULT_LEAKAGE,
-    MIN_OVERLAP,
-    AlignmentResult,
-    CanaryResult,
-    LeakageReport,
-    LeakageSpec,
-    ScreenResult,
-    TruncationResult,
-    check_alignment,
-    require_columns,
-    run_canary,
-    screen_as_dict,
-    screen_features,
+from cbi_pipeline.core.leakage.alignment import AlignmentResult, check_alignment, require_columns
+from cbi_pipeline.core.leakage.canary import CanaryResult, run_canary
+from cbi_pipeline.core.leakage.report import LeakageReport
+from cbi_pipeline.core.leakage.screen import ScreenResult, screen_as_dict, screen_features
+from cbi_pipeline.core.leakage.spec import DEFAULT_LEAKAGE, MIN_OVERLAP, LeakageSpec
+from cbi_pipeline.core.leakage.truncation import TruncationResult
+from cbi_pipeline.core.vocabulary import (
+    CHECK_ALIGNED,
+    CHECK_MISSING,
+    CHECK_NO_LEAK,
+    horizon_days,
+    target_column,
 )
 
 SCHEMA_VERSION = 1
 UNCATALOGUED = "Uncatalogued"
-CHECK_ALIGNED = "export_target_is_aligned"
-CHECK_NO_LEAK = "export_has_no_future_leak"
-CHECK_MISSING = "export_missing_data_within_limits"
-CHECK_NAMES = (CHECK_ALIGNED, CHECK_NO_LEAK, CHECK_MISSING)
 # Fewer non-overlapping origins than this give no Sharpe (null): two or three h-day returns say
 # nothing about a regime (the 2020-21 covid regime holds 1.5 origins of 252 days).
 MIN_SHARPE_ORIGINS = 4

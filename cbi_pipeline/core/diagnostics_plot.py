@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 
 from cbi_pipeline.core.export import PRICE_COL
-from cbi_pipeline.core.horizons import target_column
+from cbi_pipeline.core.vocabulary import target_column
 
 
 def diagnostics_png(payload: Mapping[str, Any], export: pl.DataFrame, dpi: int = 80) -> bytes:

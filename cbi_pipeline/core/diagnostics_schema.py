@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from cbi_pipeline.core.diagnostics import CHECK_NAMES, SCHEMA_VERSION
-from cbi_pipeline.core.horizons import HORIZON_LABELS
+from cbi_pipeline.core.diagnostics import SCHEMA_VERSION
+from cbi_pipeline.core.vocabulary import CHECK_NAMES, HORIZON_LABELS
 
 NUM_OR_NULL: dict[str, Any] = {"type": ["number", "null"]}
 STR_OR_NULL: dict[str, Any] = {"type": ["string", "null"]}

@@ -14,10 +14,8 @@ import numpy as np
 import polars as pl
 
 from cbi_pipeline.core.metrics import DEFAULT_COST_BP, MetricSet, breakdown, metric_set
+from cbi_pipeline.core.vocabulary import COMPLEXITY, RANDOM_WALK
 
-RANDOM_WALK = "random_walk"
-# Simpler first: ties in skill go to the earlier family.
-COMPLEXITY = ("random_walk", "drift", "lightgbm", "xgboost", "gru", "lstm")
 BREAKDOWNS = ("market_regime", "quarter", "crop_season", "fold")
 REQUIRED = ("date", "price", "y_true", "y_pred", "market_regime", "fold")
 

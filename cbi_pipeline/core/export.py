@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import polars as pl
 
 from cbi_pipeline.core.features import FeatureDef
-from cbi_pipeline.core.horizons import horizon_days, target_column
 from cbi_pipeline.core.panel import close_column
 from cbi_pipeline.core.regimes import DEFAULT_REGIMES, Regime, regime_expressions
+from cbi_pipeline.core.vocabulary import horizon_days, target_column
 
 PRICE_COL = "price"
 META_COLUMNS = ("date", PRICE_COL, "market_regime", "training_weight", "as_of")

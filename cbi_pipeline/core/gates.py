@@ -7,8 +7,15 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from cbi_pipeline.core.horizons import horizon_days
 from cbi_pipeline.core.metrics import MetricSet
+from cbi_pipeline.core.vocabulary import (
+    GATE_DIAGNOSTICS,
+    GATE_DRIFT,
+    GATE_MAPE,
+    GATE_SHARPE,
+    GATE_SKILL,
+    horizon_days,
+)
 
 # The seed's thresholds: MAPE (%) at most, Sharpe at least.
 GATE_THRESHOLDS: dict[str, tuple[float, float]] = {
@@ -53,7 +60,7 @@ class GateResult:
 def mape_gate(m: MetricSet, spec: GateSpec) -> GateResult:
     ok = m.mape <= spec.mape_max
     return GateResult(
-        "mape_threshold",
+        GATE_MAPE,
         ok,
         m.mape,
         spec.mape_max,
@@ -65,7 +72,7 @@ def mape_gate(m: MetricSet, spec: GateSpec) -> GateResult:
 def sharpe_gate(m: MetricSet, rw: MetricSet, spec: GateSpec) -> GateResult:
     if m.sharpe is None:
         return GateResult(
-            "sharpe_threshold",
+            GATE_SHARPE,
             False,
             None,
             spec.sharpe_min,
@@ -74,7 +81,7 @@ def sharpe_gate(m: MetricSet, rw: MetricSet, spec: GateSpec) -> GateResult:
         )
     ok = m.sharpe >= spec.sharpe_min
     return GateResult(
-        "sharpe_threshold",
+        GATE_SHARPE,
         ok,
         m.sharpe,
         spec.sharpe_min,
@@ -87,7 +94,7 @@ def sharpe_gate(m: MetricSet, rw: MetricSet, spec: GateSpec) -> GateResult:
 def skill_gate(m: MetricSet, spec: GateSpec) -> GateResult:
     if m.skill is None:
         return GateResult(
-            "skill_vs_random_walk",
+            GATE_SKILL,
             False,
             None,
             spec.min_skill,
@@ -96,7 +103,7 @@ def skill_gate(m: MetricSet, spec: GateSpec) -> GateResult:
         )
     ok = m.skill > spec.min_skill
     return GateResult(
-        "skill_vs_random_walk",
+        GATE_SKILL,
         ok,
         m.skill,
         spec.min_skill,
@@ -109,7 +116,7 @@ def skill_gate(m: MetricSet, spec: GateSpec) -> GateResult:
 def drift_gate(m: MetricSet, champion_mape: float | None, spec: GateSpec) -> GateResult:
     if champion_mape is None:
         return GateResult(
-            "mape_drift_vs_champion",
+            GATE_DRIFT,
             True,
             m.mape,
             None,
@@ -119,7 +126,7 @@ def drift_gate(m: MetricSet, champion_mape: float | None, spec: GateSpec) -> Gat
     limit = champion_mape * (1.0 + spec.max_mape_drift)
     ok = m.mape <= limit
     return GateResult(
-        "mape_drift_vs_champion",
+        GATE_DRIFT,
         ok,
         m.mape,
         limit,
@@ -132,7 +139,7 @@ def drift_gate(m: MetricSet, champion_mape: float | None, spec: GateSpec) -> Gat
 
 def diagnostics_gate(passed: bool, failing: list[str]) -> GateResult:
     return GateResult(
-        "diagnostics_passed",
+        GATE_DIAGNOSTICS,
         passed,
         None,
         None,

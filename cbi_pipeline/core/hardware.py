@@ -12,9 +12,8 @@ from typing import Any
 
 import psutil
 
-from cbi_pipeline.core.horizons import horizon_days
+from cbi_pipeline.core.vocabulary import MODEL_FAMILIES, NEURAL_FAMILIES, horizon_days
 
-FAMILIES = ("lightgbm", "xgboost", "lstm", "gru")
 DEVICES = ("cpu", "cuda", "mps")
 
 
@@ -166,7 +165,7 @@ def get_config_for_model(family: str, horizon: str, system: SystemInfo) -> dict[
             "n_jobs": system.cores,
             "horizon_days": h,
         }
-    if family in ("lstm", "gru"):
+    if family in NEURAL_FAMILIES:
         batch, seq = neural_batch_and_sequence(system.ram_gb)
         return {
             "batch_size": batch,
@@ -185,7 +184,7 @@ def get_config_for_model(family: str, horizon: str, system: SystemInfo) -> dict[
             "num_threads": 1,
             "horizon_days": h,
         }
-    raise ValueError(f"unknown model family {family!r}; expected one of {FAMILIES}")
+    raise ValueError(f"unknown model family {family!r}; expected one of {MODEL_FAMILIES}")
 
 
 def system_as_dict(system: SystemInfo) -> dict[str, Any]:

@@ -30,8 +30,8 @@ import numpy as np
 import polars as pl
 
 from cbi_pipeline.core.export import PRICE_COL, feature_columns
-from cbi_pipeline.core.horizons import horizon_days, target_column
 from cbi_pipeline.core.metrics import mape
+from cbi_pipeline.core.vocabulary import horizon_days, target_column
 
 DEFAULT_FIRST_TEST_DATE = dt.date(2010, 1, 4)
 PREDICTION_COLUMNS = (

@@ -1,18 +1,52 @@
 """Blocking asset checks: a failure stops the downstream steps of the same run (training)."""
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import dagster as dg
 
-from cbi_pipeline.core.diagnostics import CHECK_ALIGNED, CHECK_MISSING, CHECK_NO_LEAK
 from cbi_pipeline.core.diagnostics_schema import validate_diagnostics
+from cbi_pipeline.core.gates import GATE_THRESHOLDS, MAX_MAPE_DRIFT
+from cbi_pipeline.core.vocabulary import (
+    CHECK_ALIGNED,
+    CHECK_MISSING,
+    CHECK_NO_LEAK,
+    GATE_CHECKS,
+    GATE_DIAGNOSTICS,
+    GATE_DRIFT,
+    GATE_MAPE,
+    GATE_SHARPE,
+    GATE_SKILL,
+)
 from cbi_pipeline.defs.assets.diagnostics import pretraining_diagnostics
 from cbi_pipeline.defs.assets.evaluation import evaluation
 from cbi_pipeline.defs.partitions import horizon_partitions
 from cbi_pipeline.defs.resources import PipelineSettings
-from cbi_pipeline.storage import read_json
+from cbi_pipeline.store.root import read_json
+
+
+def horizon_check_specs(
+    asset: dg.AssetsDefinition, descriptions: Mapping[str, str]
+) -> list[dg.AssetCheckSpec]:
+    """Blocking checks partitioned like the asset, so each horizon has its own check status (a
+    failing 1m check must not be hidden by a passing 12m one). Dagster 1.13 marks partitioned
+    checks as preview."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", category=dg.PreviewWarning, message=".*partitions_def on an AssetCheckSpec"
+        )
+        return [
+            dg.AssetCheckSpec(
+                name,
+                asset=asset,
+                blocking=True,
+                description=text,
+                partitions_def=horizon_partitions,
+            )
+            for name, text in descriptions.items()
+        ]
+
 
 DESCRIPTIONS = {
     CHECK_ALIGNED: "target_{h} at each date equals the price h trading days later, on every row.",
@@ -27,22 +61,7 @@ DESCRIPTIONS = {
     ),
 }
 
-# Partitioned like the asset, so each horizon has its own check status (a failing 1m check must
-# not be hidden by a passing 12m one). Dagster 1.13 marks partitioned checks as preview.
-with warnings.catch_warnings():
-    warnings.filterwarnings(
-        "ignore", category=dg.PreviewWarning, message=".*partitions_def on an AssetCheckSpec"
-    )
-    DIAGNOSTICS_CHECK_SPECS = [
-        dg.AssetCheckSpec(
-            name,
-            asset=pretraining_diagnostics,
-            blocking=True,
-            description=text,
-            partitions_def=horizon_partitions,
-        )
-        for name, text in DESCRIPTIONS.items()
-    ]
+DIAGNOSTICS_CHECK_SPECS = horizon_check_specs(pretraining_diagnostics, DESCRIPTIONS)
 
 
 def _details(name: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -93,50 +112,24 @@ def diagnostics_checks(
         )
 
 
-CHECKS = [diagnostics_checks]
-
-
 # --- promotion gates on the evaluation ---------------------------------------------------------
 
-GATE_CHECKS = {
-    "mape_threshold": (
-        "candidate_meets_mape_threshold",
-        "The candidate's walk-forward MAPE is at most the horizon's threshold "
-        "(1w 3%, 1m 4%, 3m 6%, 6m 8%, 12m 12%).",
-    ),
-    "sharpe_threshold": (
-        "candidate_meets_sharpe_threshold",
-        "The candidate's non-overlapping Sharpe net of costs is at least the horizon's threshold "
-        "(1w 1.2, 1m 1.0, 3m 0.8, 6m 0.6, 12m 0.5).",
-    ),
-    "skill_vs_random_walk": (
-        "candidate_beats_random_walk",
-        "The candidate's skill against the random walk, 1 - MAPE / MAPE_rw, is above 0.",
-    ),
-    "mape_drift_vs_champion": (
-        "candidate_mape_within_drift_of_champion",
-        "The candidate's MAPE is at most 20% above the current champion's.",
-    ),
-    "diagnostics_passed": (
-        "diagnostics_passed_before_training",
-        "The horizon's pre-training diagnostics (alignment, leakage, missing data) passed.",
-    ),
+GATE_DESCRIPTIONS = {
+    GATE_MAPE: "The candidate's walk-forward MAPE is at most the horizon's threshold ("
+    + ", ".join(f"{h} {mape:g}%" for h, (mape, _) in GATE_THRESHOLDS.items())
+    + ").",
+    GATE_SHARPE: "The candidate's non-overlapping Sharpe net of costs is at least the horizon's "
+    "threshold ("
+    + ", ".join(f"{h} {sharpe:.1f}" for h, (_, sharpe) in GATE_THRESHOLDS.items())
+    + ").",
+    GATE_SKILL: "The candidate's skill against the random walk, 1 - MAPE / MAPE_rw, is above 0.",
+    GATE_DRIFT: f"The candidate's MAPE is at most {MAX_MAPE_DRIFT:.0%} above the current champion's.",
+    GATE_DIAGNOSTICS: "The horizon's pre-training diagnostics (alignment, leakage, missing data) "
+    "passed.",
 }
-
-with warnings.catch_warnings():
-    warnings.filterwarnings(
-        "ignore", category=dg.PreviewWarning, message=".*partitions_def on an AssetCheckSpec"
-    )
-    GATE_CHECK_SPECS = [
-        dg.AssetCheckSpec(
-            check,
-            asset=evaluation,
-            blocking=True,
-            description=text,
-            partitions_def=horizon_partitions,
-        )
-        for check, text in GATE_CHECKS.values()
-    ]
+GATE_CHECK_SPECS = horizon_check_specs(
+    evaluation, {GATE_CHECKS[g]: text for g, text in GATE_DESCRIPTIONS.items()}
+)
 
 
 @dg.multi_asset_check(specs=GATE_CHECK_SPECS, compute_kind="python")
@@ -147,22 +140,18 @@ def gate_checks(
     random walk's figure. No candidate means every gate fails."""
     payload = read_json(pipeline.root().evaluation(context.partition_key), "evaluation")
     gates = {g["name"]: g for g in payload["gates"]}
-    for gate, (check, _) in GATE_CHECKS.items():
+    for gate, check in GATE_CHECKS.items():
         g = gates.get(gate)
-        if g is None:
-            yield dg.AssetCheckResult(
-                asset_key=evaluation.key,
-                check_name=check,
-                passed=False,
-                description="no candidate model to judge (only the random walk was evaluated)",
-            )
-            continue
         yield dg.AssetCheckResult(
             asset_key=evaluation.key,
             check_name=check,
-            passed=bool(g["passed"]),
-            description=g["detail"],
-            metadata={
+            passed=g is not None and bool(g["passed"]),
+            description=g["detail"]
+            if g is not None
+            else "no candidate model to judge (only the random walk was evaluated)",
+            metadata={}
+            if g is None
+            else {
                 "candidate": str(payload["candidate"]),
                 "value": g["value"],
                 "threshold": g["threshold"],
@@ -172,4 +161,4 @@ def gate_checks(
         )
 
 
-CHECKS.append(gate_checks)
+CHECKS = [diagnostics_checks, gate_checks]

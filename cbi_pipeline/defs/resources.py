@@ -2,71 +2,64 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
-from pydantic import Field, PrivateAttr
+from pydantic import Field, PrivateAttr, create_model
 
 from cbi_pipeline.core.hardware import SystemInfo, detect_system, get_config_for_model
-from cbi_pipeline.settings import Settings
-from cbi_pipeline.storage import DataRoot
-from cbi_pipeline.tracking import DEFAULT_UI_URL, Tracker
+from cbi_pipeline.core.vocabulary import TAG_DAGSTER_PARTITION, TAG_DAGSTER_RUN
+from cbi_pipeline.settings import Settings, is_int_setting, is_paths_setting, setting_fields
+from cbi_pipeline.store.root import DataRoot
+from cbi_pipeline.store.tracking import DEFAULT_UI_URL, Tracker
 
 
-class PipelineSettings(dg.ConfigurableResource):
-    """Where data comes from and where outputs go (see ``cbi_pipeline.settings.Settings``)."""
+def _settings_config_fields() -> dict[str, Any]:
+    """One config field per ``Settings`` field, with its default and description from there
+    (lists stand for the tuples, as Dagster config has no tuples)."""
+    out: dict[str, Any] = {}
+    for f in setting_fields():
+        description = f.metadata["description"]
+        if is_paths_setting(f):
+            out[f.name] = (
+                list[str],
+                Field(default_factory=lambda f=f: list(f.default), description=description),
+            )
+        else:
+            kind = int if is_int_setting(f) else str
+            out[f.name] = (kind, Field(default=f.default, description=description))
+    return out
 
-    data_root: str = Field(default="data", description="Folder holding every output.")
-    market_paths: list[str] = Field(
-        default_factory=list,
-        description="Raw market parquet/CSV files or globs; empty = the built-in sample market.",
+
+if TYPE_CHECKING:
+    _SettingsConfig = dg.ConfigurableResource
+else:
+    _SettingsConfig = create_model(
+        "SettingsConfig", __base__=dg.ConfigurableResource, **_settings_config_fields()
     )
-    signal_paths: list[str] = Field(default_factory=list, description="Raw signal files or globs.")
-    target_symbol: str = Field(default="ZL", description="Symbol to forecast.")
-    surface: str = Field(default="prod", description="Export surface name.")
-    regimes_path: str = Field(default="", description="JSON regime calendar; empty = default.")
-    sample_seed: int = Field(default=20000103, description="Seed of the sample market.")
-    sample_start: str = Field(default="2000-01-03", description="First day of the sample.")
-    sample_end: str = Field(
-        default="",
-        description="Last day of the sample; empty = the last business day before today.",
-    )
-    market_staleness_days: int = Field(default=7, description="Max age of a carried market close.")
-    signal_staleness_days: int = Field(default=45, description="Max age of a carried signal.")
-    first_test_date: str = Field(
-        default="2010-01-04", description="Walk-forward: first test block starts on/after it."
-    )
-    refit_step_days: int = Field(default=252, description="Walk-forward: trading days per refit.")
-    validation_rows: int = Field(default=252, description="Walk-forward: early-stopping rows.")
-    min_train_rows: int = Field(default=504, description="Walk-forward: fewest fit rows in a fold.")
-    max_features: int = Field(default=32, description="Trees: features kept per fold; 0 = all.")
-    max_bin: int = Field(default=64, description="Trees: histogram bins per feature.")
-    train_seed: int = Field(default=42, description="Seed of every model fit.")
-    cache_max_age_days: int = Field(
-        default=7, description="Correlation cache: days behind the newest data before stale."
-    )
-    correlation_top_k: int = Field(
-        default=3, description="Correlation cache: cross-block candidates per block."
-    )
-    correlation_key_partners: str = Field(
-        default="", description="Correlation cache: extra target partners, comma-separated."
-    )
+
+
+class PipelineSettings(_SettingsConfig):
+    """Where data comes from and where outputs go: every field of
+    ``cbi_pipeline.settings.Settings``, with the same defaults and descriptions."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PipelineSettings:
         values: dict[str, Any] = dict(settings.__dict__)
-        values["market_paths"] = list(settings.market_paths)
-        values["signal_paths"] = list(settings.signal_paths)
+        for f in setting_fields():
+            if is_paths_setting(f):
+                values[f.name] = list(values[f.name])
         return cls(**values)
 
     def settings(self) -> Settings:
         values = self.model_dump()
-        values["market_paths"] = tuple(values["market_paths"])
-        values["signal_paths"] = tuple(values["signal_paths"])
+        for f in setting_fields():
+            if is_paths_setting(f):
+                values[f.name] = tuple(values[f.name])
         return Settings(**values)
 
     def root(self) -> DataRoot:
-        return DataRoot(self.data_root)
+        return DataRoot(self.settings().data_root)
 
 
 class HardwareResource(dg.ConfigurableResource):
@@ -97,6 +90,13 @@ class MlflowTracking(dg.ConfigurableResource):
         "sqlite:///<data_root>/mlflow/mlflow.db with artifacts in <data_root>/mlflow/artifacts.",
     )
     ui_url: str = Field(default=DEFAULT_UI_URL, description="Base URL of `mlflow ui` for links.")
+
+    def run_tags(self, context: dg.AssetExecutionContext) -> dict[str, str]:
+        """MLflow tags that link a run back to the Dagster run (and partition) that logged it."""
+        tags = {TAG_DAGSTER_RUN: context.run.run_id}
+        if context.has_partition_key:
+            tags[TAG_DAGSTER_PARTITION] = context.partition_key
+        return tags
 
     def tracker(self, data_root: str) -> Tracker:
         return Tracker.for_data_root(data_root, self.tracking_uri, self.ui_url)

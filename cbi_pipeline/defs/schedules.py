@@ -10,7 +10,8 @@ import datetime as dt
 
 import dagster as dg
 
-from cbi_pipeline.defs.jobs import CYCLE_TAG, data_job
+from cbi_pipeline.core.vocabulary import CYCLE_TAG
+from cbi_pipeline.defs.jobs import data_job
 
 NIGHTLY_CRON = "30 18 * * 1-5"
 NIGHTLY_TIMEZONE = "America/Chicago"

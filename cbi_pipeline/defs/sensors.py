@@ -1,87 +1,15 @@
 """The nightly chain: run-status sensors that launch each stage of the cycle when the one before
-it finishes, so the daemon completes a whole cycle unattended after ``nightly_cycle`` fires.
-
-data_job -> correlations_job[as-of date of the panel's last day] -> horizon_job[1w]
--> promotion_job[1w] + horizon_job[1m] -> ... -> promotion_job[12m]
-
-Horizons run one after another (as ``make demo`` does): a laptop trains one horizon's models at
-a time; on a distributed executor each horizon's steps still run in parallel. A horizon run that
-fails only because blocking checks failed (diagnostics or gates: a normal outcome) still goes on
-to promotion, where ``champion`` re-reads the evaluation and the diagnostics and keeps the
-previous champion unless every gate passed; a horizon run that fails for any other reason skips
-that horizon's promotion, and the chain moves on to the next horizon either way.
+it finishes, so the daemon completes a whole cycle unattended after ``nightly_cycle`` fires. What
+follows a run is ``defs.stages.next_launches``, the plan the in-process cycle follows too.
 """
-
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import dagster as dg
 
-from cbi_pipeline.core.horizons import HORIZON_LABELS
-from cbi_pipeline.defs.jobs import (
-    CYCLE_TAG,
-    correlations_job,
-    data_job,
-    horizon_job,
-    promotion_job,
-)
+from cbi_pipeline.core.vocabulary import CYCLE_TAG, PARTITION_TAG
+from cbi_pipeline.defs.jobs import correlations_job, data_job, horizon_job, promotion_job
 from cbi_pipeline.defs.resources import PipelineSettings
-
-CHECK_FAILED = "DagsterAssetCheckFailedError"
-PARTITION_TAG = "dagster/partition"
-
-
-@dataclass(frozen=True)
-class FinishedRun:
-    """What the chain needs to know about a finished run of one of the cycle's jobs."""
-
-    run_id: str
-    job: str
-    partition: str | None
-    succeeded: bool
-    only_checks_failed: bool = False  # failed, and every failed step is a failing blocking check
-    cycle: str | None = None
-
-
-@dataclass(frozen=True)
-class Launch:
-    job: str
-    partition: str
-    reason: str
-
-
-def next_launches(
-    run: FinishedRun,
-    as_of_key: Callable[[], str],
-    horizons: Sequence[str] = HORIZON_LABELS,
-) -> list[Launch]:
-    """The runs that follow a finished run of the cycle (pure: the sensors turn them into
-    RunRequests). ``as_of_key`` gives the as-of partition of the data's last date."""
-    if run.job in (data_job.name, correlations_job.name) and not run.succeeded:
-        return []
-    if run.job == data_job.name:
-        return [Launch(correlations_job.name, as_of_key(), "raw data and panel rebuilt")]
-    if run.job == correlations_job.name:
-        return [Launch(horizon_job.name, horizons[0], f"correlation cache {run.partition} built")]
-    if run.job != horizon_job.name or run.partition is None or run.partition not in horizons:
-        return []
-    launches = []
-    if run.succeeded or run.only_checks_failed:
-        why = "every check passed" if run.succeeded else "checks failed; champion re-checks"
-        launches.append(
-            Launch(promotion_job.name, run.partition, f"horizon {run.partition}: {why}")
-        )
-    position = list(horizons).index(run.partition)
-    if position + 1 < len(horizons):
-        launches.append(
-            Launch(horizon_job.name, horizons[position + 1], f"after horizon {run.partition}")
-        )
-    return launches
-
-
-def only_check_failures(errors: Sequence[str | None]) -> bool:
-    """True when a failed run's step failures are all failing blocking checks (and there is one)."""
-    return bool(errors) and all(cls == CHECK_FAILED for cls in errors)
+from cbi_pipeline.defs.stages import FinishedRun, Launch, next_launches, only_check_failures
+from cbi_pipeline.store.correlations import latest_partition_key
 
 
 def _requests(run: FinishedRun, launches: list[Launch]) -> list[dg.RunRequest]:
@@ -112,8 +40,6 @@ def _finished(
 
 
 def _result(context: dg.RunStatusSensorContext, run: FinishedRun, pipeline: PipelineSettings):
-    from cbi_pipeline.correlation_store import latest_partition_key
-
     launches = next_launches(run, lambda: latest_partition_key(pipeline.root()))
     for launch in launches:
         context.log.info(

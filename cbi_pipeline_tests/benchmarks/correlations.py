@@ -6,7 +6,7 @@ Every contender computes, from the same returns matrix, the rolling Pearson corr
 same pairs (every pair within each feature block plus the target's key pairs) over the same
 windows (90/180/365 days, min_obs 60/120/244):
 
-- ours: ``core.correlations.rolling_corr`` (numba, two-stack window sums, float32 out) timed from
+- ours: ``core.correlations.kernel.rolling_corr`` (numba, two-stack window sums, float32 out) timed from
   the panel's levels (transform and returns included); ``full build`` is the whole cache of one
   as-of date (rolling series, as-of matrices, last-year series, top-k, cross-block, regimes);
 - pandas: ``Series.rolling(w, min_periods=m).corr(other)`` per pair (its fastest form here) and
@@ -41,28 +41,27 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from cbi_pipeline import correlation_store as store
-from cbi_pipeline import tasks
 from cbi_pipeline.core.blocks import BLOCKS
-from cbi_pipeline.core.correlations import (
-    CorrelationSpec,
-    build_from_data,
-    pair_set,
-    panel_data,
-    returns_from_levels,
-    rolling_corr,
-    transform_levels,
-)
+from cbi_pipeline.core.correlations.build import build_from_data
+from cbi_pipeline.core.correlations.kernel import rolling_corr, transform_levels
+from cbi_pipeline.core.correlations.pairs import pair_set, returns_from_levels
+from cbi_pipeline.core.correlations.spec import CorrelationSpec
+from cbi_pipeline.core.correlations.state import panel_data
 from cbi_pipeline.core.panel import build_market_panel
 from cbi_pipeline.settings import Settings
+from cbi_pipeline.steps import correlations as store
+from cbi_pipeline.steps import data as tasks
+from cbi_pipeline.store.correlations import list_partitions, read_partition
+from cbi_pipeline.store.root import DataRoot
 
 CHILD_CODE = """
 import sys, time
 import polars as pl
-from cbi_pipeline import correlation_store as store
-from cbi_pipeline.core.correlations import CorrelationSpec, build_correlation_cache
+from cbi_pipeline.steps import correlations as store
+from cbi_pipeline.core.correlations.build import build_correlation_cache
+from cbi_pipeline.core.correlations.spec import CorrelationSpec
 from cbi_pipeline.settings import Settings
-from cbi_pipeline.storage import DataRoot
+from cbi_pipeline.store.root import DataRoot
 mode, panel_path, root = sys.argv[1], sys.argv[2], sys.argv[3]
 panel = pl.read_parquet(panel_path)
 spec = CorrelationSpec()
@@ -225,7 +224,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="cbi-corr-bench-"))
     try:
         settings = Settings(data_root=str(tmp / "root"))
-        root = store.DataRoot(settings.data_root)
+        root = DataRoot(settings.data_root)
         store.build_partition(root, settings, dates[-2], panel)
         latest = root.correlation_partition(str(dates[-1]))
         inc_times, modes = [], set()
@@ -236,7 +235,7 @@ def main() -> int:
             inc_times.append(time.perf_counter() - start)
             modes.add((built.mode, built.cache.new_rows))
         t_inc = statistics.median(inc_times)
-        base = store.read_partition(store.list_partitions(root)[-1])
+        base = read_partition(list_partitions(root)[-1])
         t_inc_core = median_time(lambda: build_from_data(data, spec, dates[-1], base), args.runs)
 
         panel_path = tmp / "panel.parquet"

@@ -18,11 +18,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from cbi_pipeline.cycle import ensure_instance, run_cycle
-from cbi_pipeline.evaluate import gate_table
-from cbi_pipeline.report import text_table
+from cbi_pipeline.cli.runner import ensure_instance, run_cycle
+from cbi_pipeline.core.tables import text_table
 from cbi_pipeline.settings import settings_from_env
-from cbi_pipeline.storage import DataRoot
+from cbi_pipeline.steps.evaluation import gate_table
+from cbi_pipeline.store.root import DataRoot
 
 
 def main() -> int:

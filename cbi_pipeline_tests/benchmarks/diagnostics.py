@@ -21,12 +21,12 @@ import tempfile
 import time
 from collections.abc import Callable
 
-from cbi_pipeline import tasks
 from cbi_pipeline.core.export import export_filename
-from cbi_pipeline.core.horizons import HORIZON_LABELS
-from cbi_pipeline.diagnose import diagnose_root
+from cbi_pipeline.core.vocabulary import HORIZON_LABELS
 from cbi_pipeline.settings import Settings, settings_from_env
-from cbi_pipeline.storage import DataRoot
+from cbi_pipeline.steps import data as tasks
+from cbi_pipeline.steps.diagnostics import diagnose_root
+from cbi_pipeline.store.root import DataRoot
 
 
 def timed(fn: Callable[[], object], repeats: int) -> tuple[float, list[float]]:

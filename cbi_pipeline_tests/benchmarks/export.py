@@ -15,10 +15,10 @@ import sys
 import tempfile
 import time
 
-from cbi_pipeline import tasks
-from cbi_pipeline.core.horizons import HORIZON_LABELS
+from cbi_pipeline.core.vocabulary import HORIZON_LABELS
 from cbi_pipeline.settings import Settings
-from cbi_pipeline.storage import DataRoot
+from cbi_pipeline.steps import data as tasks
+from cbi_pipeline.store.root import DataRoot
 
 
 def one_run() -> tuple[float, int, int]:

@@ -5,7 +5,7 @@ Run: .venv/bin/python cbi_pipeline_tests/benchmarks/neural.py [--runs 3] [--hori
 
 Without --data-root the default (sample) data's export is built into a temporary root first (not
 timed); with it, the predictions and models are written there. Each family is trained --runs times exactly as ``lstm_model`` / ``gru_model`` do (the
-same ``neural_training.train_neural``, settings from the detected hardware config, no MLflow);
+same ``steps.models.train``, settings from the detected hardware config, no MLflow);
 the figures printed are medians, the time including the final model. --threads-baseline N also
 times each family once with N torch threads (e.g. the core count) against the configured one
 thread, as the baseline for that choice. The last line is the summary:
@@ -20,12 +20,12 @@ import sys
 import tempfile
 import time
 
-from cbi_pipeline import tasks
 from cbi_pipeline.core.export import export_filename
 from cbi_pipeline.core.hardware import detect_system, get_config_for_model
-from cbi_pipeline.neural_training import train_neural
 from cbi_pipeline.settings import Settings, settings_from_env
-from cbi_pipeline.storage import DataRoot
+from cbi_pipeline.steps import data as tasks
+from cbi_pipeline.steps.models import train
+from cbi_pipeline.store.root import DataRoot
 
 FAMILIES = ("lstm", "gru")
 
@@ -66,9 +66,7 @@ def main() -> int:
             seconds = []
             for i in range(args.runs):
                 start = time.perf_counter()
-                out = train_neural(
-                    DataRoot(settings.data_root), settings, args.horizon, family, system
-                )
+                (out,) = train(DataRoot(settings.data_root), settings, args.horizon, family, system)
                 wall = time.perf_counter() - start
                 seconds.append(wall)
                 manifest = out.manifest
@@ -85,7 +83,7 @@ def main() -> int:
             medians[family] = statistics.median(seconds)
             if args.threads_baseline:
                 start = time.perf_counter()
-                train_neural(
+                train(
                     DataRoot(settings.data_root),
                     settings,
                     args.horizon,

@@ -12,7 +12,7 @@ min/median/max, real vs sample, over the overlap; the crisis/calm volatility rat
 daily-return correlation difference among ZL ZS ZM ZC ZW CL HO DXY; ZL's long-horizon mean
 reversion (real vs sample) and the strength of the sample's built-in lead-lag relations.
 ``--seeds N`` repeats the summary for seeds 0..N-1 to show it does not hinge on one seed.
-``--derive`` prints the real-data constants in the form hard-coded in ``core/sample.py``.
+``--derive`` prints the real-data constants as hard-coded in ``core/sample/calibration.py``.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from cbi_pipeline.core.sample import SampleSpec, board_crush, generate_sample_market
+from cbi_pipeline.core.sample.generator import SampleSpec, generate_sample_market
+from cbi_pipeline.core.sample.prices import board_crush
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_REAL = REPO_ROOT.parent / "shared" / "data" / "real" / "dev_market_1995_2010.csv"
@@ -209,7 +210,7 @@ def linear_skill(sample: pl.DataFrame, signals: pl.DataFrame, split: dt.date) ->
 
 
 def derive(real: pl.DataFrame) -> None:
-    """Print the real-data constants of core/sample.py (knots, yearly vols, correlations)."""
+    """Print the real-data constants of core/sample/calibration.py (knots, vols, correlations)."""
     d = with_returns(real).filter(pl.col("date") >= OVERLAP_START)
     first = d.sort("date").group_by("symbol").agg(pl.col("close").first())
     firsts = dict(first.iter_rows())

@@ -5,7 +5,7 @@ Run: .venv/bin/python cbi_pipeline_tests/benchmarks/training.py [--runs 3] [--ho
 
 Without --data-root the default (sample) data's export is built into a temporary root first (not
 timed). Each family is trained --runs times exactly as the model assets do (the same
-``training.train``, hyperparameters from the detected hardware); the figures printed are medians.
+``steps.models.train``, hyperparameters from the detected hardware); the figures printed are medians.
 A fit is one booster: one per fold plus the final model. --mlflow also times logging each
 family's result to a fresh SQLite MLflow store (what the assets add on top of training);
 --all-features also times each family without the per-fold feature selection, as the baseline for
@@ -21,12 +21,13 @@ import tempfile
 import time
 from dataclasses import replace
 
-from cbi_pipeline import tasks, training
 from cbi_pipeline.core.export import export_filename
 from cbi_pipeline.core.hardware import detect_system
 from cbi_pipeline.settings import Settings, settings_from_env
-from cbi_pipeline.storage import DataRoot
-from cbi_pipeline.tracking import Tracker, experiment_name
+from cbi_pipeline.steps import data as tasks
+from cbi_pipeline.steps import models as training
+from cbi_pipeline.store.root import DataRoot
+from cbi_pipeline.store.tracking import Tracker, experiment_name
 
 FAMILIES = ("lightgbm", "xgboost")
 

@@ -9,17 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cbi_pipeline.core.blocks import BIG7_MACRO, CORRELATIONS, POLICY, SPREADS, WEATHER
-from cbi_pipeline.core.correlations import (
-    CorrelationSpec,
-    build_correlation_cache,
-    comoment_corr,
-    correlation_series,
-    extension_blocker,
-    key_pair_features,
-    pair_set,
-    panel_data,
-    rolling_corr,
-)
+from cbi_pipeline.core.correlations.build import build_correlation_cache, key_pair_features
+from cbi_pipeline.core.correlations.kernel import comoment_corr, rolling_corr
+from cbi_pipeline.core.correlations.pairs import correlation_series, pair_set
+from cbi_pipeline.core.correlations.spec import CorrelationSpec
+from cbi_pipeline.core.correlations.state import extension_blocker, panel_data
 from cbi_pipeline.core.panel import build_market_panel
 from cbi_pipeline_tests.conftest import make_tiny_market, make_tiny_signals
 

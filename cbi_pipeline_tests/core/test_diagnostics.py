@@ -8,10 +8,6 @@ import polars as pl
 import pytest
 
 from cbi_pipeline.core.diagnostics import (
-    CHECK_ALIGNED,
-    CHECK_MISSING,
-    CHECK_NAMES,
-    CHECK_NO_LEAK,
     MissingLimits,
     build_diagnostics,
     missing_check,
@@ -27,9 +23,15 @@ from cbi_pipeline.core.diagnostics_schema import (
 )
 from cbi_pipeline.core.export import build_export
 from cbi_pipeline.core.features import build_features
-from cbi_pipeline.core.horizons import HORIZON_LABELS
-from cbi_pipeline.core.leakage import truncation_not_run
+from cbi_pipeline.core.leakage.truncation import truncation_not_run
 from cbi_pipeline.core.panel import build_market_panel
+from cbi_pipeline.core.vocabulary import (
+    CHECK_ALIGNED,
+    CHECK_MISSING,
+    CHECK_NAMES,
+    CHECK_NO_LEAK,
+    HORIZON_LABELS,
+)
 from cbi_pipeline_tests.conftest import make_tiny_market, make_tiny_signals
 
 NOT_RUN = truncation_not_run("test: no raw data")
@@ -279,7 +281,7 @@ def test_payload_with_a_leak_fails_only_the_leak_check(tiny_features):
 
 @pytest.mark.slow
 def test_every_check_passes_on_the_default_sample_for_every_horizon():
-    sample = pytest.importorskip("cbi_pipeline.core.sample")
+    sample = pytest.importorskip("cbi_pipeline.core.sample.generator")
     raw = sample.generate_sample_market(sample.SampleSpec(end=dt.date(2025, 12, 31)))
     from cbi_pipeline.core.contracts import (
         combine_market,

@@ -140,7 +140,7 @@ def test_truncation_property_on_the_default_sample_features():
     """Default features over the whole sample market, cut at dates in several regimes."""
     import datetime as dt
 
-    from cbi_pipeline.core.sample import SampleSpec, generate_sample_market
+    from cbi_pipeline.core.sample.generator import SampleSpec, generate_sample_market
 
     sample = generate_sample_market(SampleSpec(end=dt.date(2024, 6, 28)))
     dates = [

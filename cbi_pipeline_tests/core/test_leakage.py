@@ -8,20 +8,18 @@ from hypothesis import strategies as st
 
 from cbi_pipeline.core.export import build_export
 from cbi_pipeline.core.features import FeatureSpec, build_features
-from cbi_pipeline.core.horizons import HORIZON_LABELS, horizon_days
-from cbi_pipeline.core.leakage import (
-    CANARY_PREFIX,
-    LeakageSpec,
-    _masked_corr,
-    check_alignment,
+from cbi_pipeline.core.leakage.alignment import check_alignment
+from cbi_pipeline.core.leakage.canary import CANARY_PREFIX, run_canary
+from cbi_pipeline.core.leakage.screen import masked_corr, screen_features
+from cbi_pipeline.core.leakage.spec import LeakageSpec
+from cbi_pipeline.core.leakage.truncation import (
     compare_truncated,
     feature_builder,
     recompute_at_dates,
-    run_canary,
-    screen_features,
     truncation_dates,
 )
 from cbi_pipeline.core.panel import PanelSpec, build_market_panel
+from cbi_pipeline.core.vocabulary import HORIZON_LABELS, horizon_days
 from cbi_pipeline_tests.conftest import make_tiny_market, make_tiny_signals
 
 N = 700  # rows: enough non-overlapping windows for the correlation rule at 1w and 1m
@@ -165,7 +163,7 @@ def test_masked_corr_matches_a_pairwise_loop():
     x[:390, 4] = np.nan  # too few rows
     y = rng.normal(size=400) + np.nan_to_num(x[:, 0])
     y[rng.random(400) < 0.1] = np.nan
-    (got,), (counts,) = _masked_corr(x, [y])
+    (got,), (counts,) = masked_corr(x, [y])
     for j in range(5):
         np.testing.assert_allclose(got[j], naive_corr(x[:, j], y), rtol=1e-9, equal_nan=True)
         assert counts[j] == np.sum(np.isfinite(x[:, j]) & np.isfinite(y))
@@ -181,8 +179,8 @@ def test_masked_corr_is_invariant_to_affine_maps(scale, shift, seed):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(200, 3))
     y = x[:, 0] + rng.normal(size=200)
-    (a,), _ = _masked_corr(x, [y])
-    (b,), _ = _masked_corr(x * scale + shift, [y])
+    (a,), _ = masked_corr(x, [y])
+    (b,), _ = masked_corr(x * scale + shift, [y])
     np.testing.assert_allclose(a, b, atol=1e-7)
 
 

@@ -9,17 +9,15 @@ import pytest
 import torch
 
 from cbi_pipeline.core.hardware import detect_system, get_config_for_model
-from cbi_pipeline.core.models import neural
-from cbi_pipeline.core.models.neural import (
+from cbi_pipeline.core.models.neural.files import model_from_files
+from cbi_pipeline.core.models.neural.fit import fit_neural_model, walk_forward_neural, warm_state
+from cbi_pipeline.core.models.neural.network import autocast_dtype, fit_scaler, sequence_windows
+from cbi_pipeline.core.models.neural.spec import (
     NeuralModelFileError,
     NeuralSpec,
     NeuralTrainingError,
-    fit_neural_model,
-    fit_scaler,
-    model_from_files,
     neural_spec,
-    sequence_windows,
-    walk_forward_neural,
+    resolve_device,
 )
 from cbi_pipeline.core.walkforward import WalkForwardSpec, plan_folds, training_data
 from cbi_pipeline_tests.conftest import business_days
@@ -243,7 +241,7 @@ def test_warm_start_carries_input_weights_by_feature_name(data):
     spec = tiny_spec(max_features=3)
     first, _ = fit_neural_model(data, spec, fold.fit_rows, fold.validation_rows)
     arch = replace(first.arch)
-    state = neural._warm_state(first, arch, ("noise_b", "brand_new", first.features[0]))
+    state = warm_state(first, arch, ("noise_b", "brand_new", first.features[0]))
     old = first.module.state_dict()["rnn.weight_ih_l0"]
     new = state["rnn.weight_ih_l0"]
     assert torch.equal(new[:, 0], old[:, first.features.index("noise_b")])
@@ -307,6 +305,6 @@ def test_a_fit_without_validation_needs_epochs(data):
 def test_an_absent_accelerator_is_an_error_not_a_silent_cpu_run():
     if not torch.cuda.is_available():
         with pytest.raises(NeuralTrainingError, match="'cuda' requested but torch sees no CUDA"):
-            neural.resolve_device("cuda")
-    assert neural.resolve_device("cpu") == "cpu"
-    assert neural.autocast_dtype("cpu", True) is None
+            resolve_device("cuda")
+    assert resolve_device("cpu") == "cpu"
+    assert autocast_dtype("cpu", True) is None

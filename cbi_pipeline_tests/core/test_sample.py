@@ -8,17 +8,21 @@ import numpy as np
 import polars as pl
 import pytest
 
-from cbi_pipeline.core import sample
 from cbi_pipeline.core.contracts import normalize_market, normalize_signals
-from cbi_pipeline.core.sample import (
-    FUTURES_SYMBOLS,
-    MARKET_SYMBOLS,
-    SIGNAL_SERIES,
+from cbi_pipeline.core.sample import prices
+from cbi_pipeline.core.sample.generator import (
     SampleMarket,
     SampleSpec,
-    board_crush,
     generate_sample_market,
     last_business_day_before,
+)
+from cbi_pipeline.core.sample.prices import board_crush
+from cbi_pipeline.core.sample.symbols import (
+    FUTURES_SYMBOLS,
+    MARKET_SYMBOLS,
+    NEWS_SERIES,
+    SIGNAL_SERIES,
+    WEATHER_SERIES,
 )
 
 TODAY = dt.date(2026, 11, 24)
@@ -240,7 +244,7 @@ def test_crush_margin_mean_reversion_exists_but_is_weak(full: SampleMarket) -> N
 def test_the_crush_mechanism_causes_the_negative_relation(
     full: SampleMarket, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sample, "CRUSH_REVERSION", 0.0)
+    monkeypatch.setattr(prices, "CRUSH_REVERSION", 0.0)  # the name price_paths reads
     without = generate_sample_market(SampleSpec(), today=TODAY)
     _, corr_with = _forward_fit(_crush_frame(full.market), 1)
     _, corr_without = _forward_fit(_crush_frame(without.market), 1)
@@ -250,7 +254,7 @@ def test_the_crush_mechanism_causes_the_negative_relation(
 def test_signals_follow_their_release_calendars(full: SampleMarket) -> None:
     s = full.signals
     zl_days = _closes(full.market, "ZL").height
-    for name in (*sample.WEATHER_SERIES, *sample.NEWS_SERIES, "macro_us10y_yield"):
+    for name in (*WEATHER_SERIES, *NEWS_SERIES, "macro_us10y_yield"):
         assert _series(s, name).height == zl_days, name
     trade = _series(s, "policy_trade_tension_index")
     assert set(trade["date"].dt.weekday().unique()) == {5}  # Fridays

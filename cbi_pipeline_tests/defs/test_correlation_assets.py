@@ -4,10 +4,10 @@ import warnings
 import dagster as dg
 import pytest
 
-from cbi_pipeline import correlation_store as store
 from cbi_pipeline.definitions import ASSETS, build_resources, defs
 from cbi_pipeline.settings import Settings
-from cbi_pipeline.storage import DataRoot, read_parquet
+from cbi_pipeline.store import correlations as store
+from cbi_pipeline.store.root import DataRoot, read_parquet
 
 
 @pytest.fixture
@@ -57,7 +57,7 @@ def test_correlation_cache_partitions_materialize_full_then_incrementally(settin
 
 
 def test_the_export_depends_on_the_latest_correlation_cache_partition():
-    graph = defs.resolve_asset_graph()
+    graph = defs().resolve_asset_graph()
     export, cache = dg.AssetKey("training_export"), dg.AssetKey("correlation_cache")
     assert cache in graph.get(export).parent_keys
     assert isinstance(graph.get_partition_mapping(export, cache), dg.LastPartitionMapping)
@@ -76,12 +76,12 @@ def test_new_panel_data_requests_the_latest_as_of_partition():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         tick = dg.evaluate_automation_conditions(
-            defs=defs, instance=instance, asset_selection=selection, evaluation_time=when
+            defs=defs(), instance=instance, asset_selection=selection, evaluation_time=when
         )
         assert tick.total_requested == 0
         instance.report_runless_asset_event(dg.AssetMaterialization(asset_key="market_panel"))
         tick = dg.evaluate_automation_conditions(
-            defs=defs,
+            defs=defs(),
             instance=instance,
             asset_selection=selection,
             evaluation_time=when,

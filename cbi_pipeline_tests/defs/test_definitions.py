@@ -5,16 +5,27 @@ import polars as pl
 import pytest
 
 from cbi_pipeline.core.export import feature_columns
-from cbi_pipeline.core.horizons import HORIZON_LABELS
-from cbi_pipeline.definitions import ASSETS, build_resources, defs
+from cbi_pipeline.core.vocabulary import HORIZON_LABELS
+from cbi_pipeline.definitions import ASSETS, build_defs, build_resources, defs
 from cbi_pipeline.settings import Settings
 
 
 def test_definitions_load_with_every_asset():
-    graph = defs.resolve_asset_graph()
+    graph = defs().resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert {"raw_market", "market_panel", "training_export"} <= keys
-    assert defs.resolve_implicit_global_asset_job_def() is not None
+    assert defs().resolve_implicit_global_asset_job_def() is not None
+
+
+def test_the_code_location_follows_its_settings():
+    import datetime as dt
+
+    loaded = build_defs(Settings(data_root="elsewhere", cache_max_age_days=3))
+    cache = loaded.resolve_assets_def("correlation_cache")
+    policy = cache.specs_by_key[cache.key].freshness_policy
+    assert policy is not None and policy.fail_window.to_timedelta() == dt.timedelta(days=3)
+    pipeline = loaded.resources["pipeline"]
+    assert pipeline.settings() == Settings(data_root="elsewhere", cache_max_age_days=3)
 
 
 @pytest.fixture

@@ -5,12 +5,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from cbi_pipeline.core.diagnostics import CHECK_ALIGNED, CHECK_MISSING, CHECK_NAMES, CHECK_NO_LEAK
 from cbi_pipeline.core.diagnostics_schema import schema_errors
-from cbi_pipeline.cycle import STAGES
+from cbi_pipeline.core.vocabulary import CHECK_ALIGNED, CHECK_MISSING, CHECK_NAMES, CHECK_NO_LEAK
 from cbi_pipeline.definitions import ASSETS, build_resources, defs
 from cbi_pipeline.defs.assets.diagnostics import pretraining_diagnostics
 from cbi_pipeline.defs.partitions import horizon_partitions
+from cbi_pipeline.defs.stages import STAGES
 from cbi_pipeline.settings import Settings
 from cbi_pipeline_tests.conftest import make_tiny_market, make_tiny_signals
 
@@ -50,7 +50,7 @@ def check_results(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckE
 
 
 def test_definitions_hold_the_diagnostics_asset_and_its_blocking_checks():
-    graph = defs.resolve_asset_graph()
+    graph = defs().resolve_asset_graph()
     assert graph.get(pretraining_diagnostics.key).partitions_def == horizon_partitions
     checks = {k.name for k in graph.asset_check_keys if k.asset_key == pretraining_diagnostics.key}
     assert checks == set(CHECK_NAMES)

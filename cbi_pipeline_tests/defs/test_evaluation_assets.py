@@ -4,10 +4,10 @@ import dagster as dg
 import pytest
 
 from cbi_pipeline.definitions import ASSETS, build_resources
-from cbi_pipeline.registry import Registry
-from cbi_pipeline.tracking import Tracker
-from cbi_pipeline_tests.test_evaluate import H, good_predictions, predictions
-from cbi_pipeline_tests.test_evaluate import state as state
+from cbi_pipeline.store.registry import Registry
+from cbi_pipeline.store.tracking import Tracker
+from cbi_pipeline_tests.steps.test_evaluation import H, good_predictions, predictions
+from cbi_pipeline_tests.steps.test_evaluation import state as state
 
 
 @pytest.fixture(autouse=True)

@@ -2,13 +2,13 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from cbi_pipeline.cycle import STAGES
 from cbi_pipeline.definitions import ASSETS, build_resources, defs
 from cbi_pipeline.defs.assets.models import baselines, lightgbm_model, xgboost_model
 from cbi_pipeline.defs.partitions import horizon_partitions
 from cbi_pipeline.defs.resources import HardwareResource
+from cbi_pipeline.defs.stages import STAGES
 from cbi_pipeline.settings import Settings
-from cbi_pipeline.tracking import Tracker
+from cbi_pipeline.store.tracking import Tracker
 from cbi_pipeline_tests.conftest import tiny_training_settings
 
 MODEL_ASSETS = ("lightgbm_model", "xgboost_model", "baselines")
@@ -20,7 +20,7 @@ def settings(tmp_path) -> Settings:
 
 
 def test_model_assets_are_partitioned_by_horizon_behind_the_diagnostics():
-    graph = defs.resolve_asset_graph()
+    graph = defs().resolve_asset_graph()
     for asset in (lightgbm_model, xgboost_model, baselines):
         node = graph.get(asset.key)
         assert node.partitions_def == horizon_partitions

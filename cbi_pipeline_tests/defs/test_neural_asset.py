@@ -4,20 +4,20 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from cbi_pipeline import tasks
-from cbi_pipeline.cycle import STAGES
 from cbi_pipeline.definitions import ASSETS, build_resources, defs
-from cbi_pipeline.defs.assets.neural import ACCELERATOR_POOL, gru_model, lstm_model
+from cbi_pipeline.defs.assets.models import ACCELERATOR_POOL, gru_model, lstm_model
 from cbi_pipeline.defs.partitions import horizon_partitions
 from cbi_pipeline.defs.resources import HardwareResource
+from cbi_pipeline.defs.stages import STAGES
 from cbi_pipeline.settings import Settings
-from cbi_pipeline.storage import DataRoot
-from cbi_pipeline.tracking import Tracker
+from cbi_pipeline.steps import data as tasks
+from cbi_pipeline.store.root import DataRoot
+from cbi_pipeline.store.tracking import Tracker
 from cbi_pipeline_tests.conftest import make_tiny_market
 
 
 def test_neural_assets_share_the_tree_models_deps_partitions_and_one_pool():
-    graph = defs.resolve_asset_graph()
+    graph = defs().resolve_asset_graph()
     for asset in (lstm_model, gru_model):
         node = graph.get(asset.key)
         assert node.partitions_def == horizon_partitions

@@ -7,23 +7,15 @@ import dagster as dg
 import pytest
 from dagster._utils.schedules import cron_string_iterator
 
-from cbi_pipeline.core.horizons import HORIZON_LABELS
-from cbi_pipeline.correlation_store import partition_key
-from cbi_pipeline.cycle import STAGES
+from cbi_pipeline.core.vocabulary import CYCLE_TAG, HORIZON_LABELS, STAGE_TAG
 from cbi_pipeline.definitions import ASSETS, build_resources, defs
-from cbi_pipeline.defs.jobs import CYCLE_TAG, JOBS, STAGE_TAG
+from cbi_pipeline.defs.jobs import JOBS
 from cbi_pipeline.defs.resources import HardwareResource, PipelineSettings
 from cbi_pipeline.defs.schedules import NIGHTLY_TIMEZONE, SCHEDULES, nightly_cycle
-from cbi_pipeline.defs.sensors import (
-    SENSORS,
-    FinishedRun,
-    Launch,
-    cycle_chain,
-    cycle_chain_after_failed_checks,
-    next_launches,
-    only_check_failures,
-)
+from cbi_pipeline.defs.sensors import SENSORS, cycle_chain, cycle_chain_after_failed_checks
+from cbi_pipeline.defs.stages import STAGES, FinishedRun, Launch, next_launches, only_check_failures
 from cbi_pipeline.settings import Settings
+from cbi_pipeline.store.correlations import partition_key
 from cbi_pipeline_tests.conftest import (
     business_days,
     tiny_training_settings,
@@ -81,7 +73,7 @@ def test_jobs_cover_every_stage_with_their_partitions_and_checks():
         HORIZON_LABELS
     )
     assert d.resolve_job_def("correlations_job").partitions_def == (
-        defs.resolve_assets_def("correlation_cache").partitions_def
+        defs().resolve_assets_def("correlation_cache").partitions_def
     )
     # The horizon job runs the blocking checks, so failing diagnostics stop training in the run.
     plan = [s.key for s in _plan(d, "horizon_job")]
@@ -98,8 +90,8 @@ def _plan(d: dg.Definitions, job: str):
 
 
 def test_the_code_location_runs_the_schedule_and_sensors_by_default():
-    assert {s.name for s in defs.schedules} == {"nightly_cycle"}
-    assert {s.name for s in defs.sensors} == {"cycle_chain", "cycle_chain_after_failed_checks"}
+    assert {s.name for s in defs().schedules} == {"nightly_cycle"}
+    assert {s.name for s in defs().sensors} == {"cycle_chain", "cycle_chain_after_failed_checks"}
     assert nightly_cycle.default_status == dg.DefaultScheduleStatus.RUNNING
     assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in SENSORS)
 

@@ -20,10 +20,12 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from cbi_pipeline import evaluate, forecasting
 from cbi_pipeline.definitions import ASSETS, build_resources
 from cbi_pipeline.settings import Settings
-from cbi_pipeline.storage import DataRoot, StorageError, read_json, read_parquet
+from cbi_pipeline.steps import forecast as forecasting
+from cbi_pipeline.steps.promotion import promote
+from cbi_pipeline.store.models import current_champion, load_export
+from cbi_pipeline.store.root import DataRoot, StorageError, read_json, read_parquet
 from cbi_pipeline_tests.reliability.scan import scan
 from cbi_pipeline_tests.sample_cycle import (
     HORIZON,
@@ -60,13 +62,13 @@ def root(sample_cycle_root, tmp_path, monkeypatch) -> Path:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     copy = tmp_path / "root"
     shutil.copytree(sample_cycle_root, copy)
-    assert evaluate.current_champion(DataRoot(copy), H)["family"] == "lightgbm"
+    assert current_champion(DataRoot(copy), H)["family"] == "lightgbm"
     return copy
 
 
 def _champion_forecast(root: Path) -> float:
     """The champion's predicted return at the last date: loads its immutable model snapshot."""
-    pointer = evaluate.current_champion(DataRoot(root), H)
+    pointer = current_champion(DataRoot(root), H)
     assert pointer is not None and pointer["family"] == "lightgbm"
     _, _, pred = forecasting.champion_pred_return(DataRoot(root), _settings(root), H, pointer)
     assert np.isfinite(pred)
@@ -227,7 +229,7 @@ WRITER = """
 import sys
 import polars as pl
 from pathlib import Path
-from cbi_pipeline.storage import write_json, write_parquet
+from cbi_pipeline.store.root import write_json, write_parquet
 out = Path(sys.argv[1])
 n = 400_000
 for version in range(1_000_000):
@@ -281,19 +283,18 @@ def test_truncated_files_raise_errors_that_name_them(root, truncate):
     truncate(export)
     with pytest.raises(StorageError, match=str(export)):
         read_parquet(export, "training_export")
-    from cbi_pipeline import training
 
     with pytest.raises(StorageError, match=str(export)):
-        training.load_export(data_root, settings, H)
+        load_export(data_root, settings, H)
     export.write_bytes(whole)
 
     evaluation = data_root.evaluation(H)
     truncate(evaluation)
     with pytest.raises(StorageError, match=f"{evaluation}: unreadable JSON"):
-        evaluate.promote(data_root, H)
+        promote(data_root, H)
 
     # The champion's LightGBM model: a truncated file is named, never loaded as a shorter model.
-    pointer = evaluate.current_champion(data_root, H)
+    pointer = current_champion(data_root, H)
     model = root / pointer["model_dir"] / "model.txt"
     truncate(model, keep=0.9)
     with pytest.raises(StorageError, match=f"{model}: .* do not match the sha256"):
@@ -310,7 +311,7 @@ def test_truncated_files_raise_errors_that_name_them(root, truncate):
     partition = next((root / "exports" / "cache").iterdir())
     state = partition / "state.npz"
     truncate(state)
-    from cbi_pipeline import correlation_store
+    from cbi_pipeline.store import correlations as correlation_store
 
     (info,) = [i for i in correlation_store.list_partitions(data_root) if i.path == partition]
     with pytest.raises(StorageError, match=str(state)):
@@ -335,7 +336,7 @@ def test_the_scan_itself_catches_damage(root, truncate):
 
 NEW_STORE = """
 import sys
-from cbi_pipeline.tracking import Tracker
+from cbi_pipeline.store.tracking import Tracker
 print(Tracker.for_data_root(sys.argv[1]).experiment_id("zl_1w"))
 """
 

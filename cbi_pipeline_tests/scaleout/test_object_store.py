@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from cbi_pipeline.storage import (
+from cbi_pipeline.store.root import (
     DataRoot,
     StorageError,
     read_bytes,
@@ -21,7 +21,7 @@ from cbi_pipeline.storage import (
     write_json,
     write_parquet,
 )
-from cbi_pipeline.tracking import resolve_tracking_uri
+from cbi_pipeline.store.tracking import resolve_tracking_uri
 from cbi_pipeline_tests.sample_cycle import HORIZON, run_sample_cycle, sample_settings
 from cbi_pipeline_tests.services import LOOPBACK, REPO
 

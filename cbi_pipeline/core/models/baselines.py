@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from cbi_pipeline.core.vocabulary import BASELINES, DRIFT, RANDOM_WALK
 from cbi_pipeline.core.walkforward import (
     Fold,
     FoldFit,
@@ -19,8 +20,6 @@ from cbi_pipeline.core.walkforward import (
     WalkForwardResult,
     run_walk_forward,
 )
-
-BASELINES = ("random_walk", "drift")
 
 
 def training_rows(data: TrainingData, fold: Fold) -> np.ndarray:
@@ -42,7 +41,7 @@ def _drift(data: TrainingData, fold: Fold) -> FoldFit:
     return FoldFit(np.full(fold.test_rows.size, mu), {"drift": round(mu, 10)})
 
 
-PREDICTORS = {"random_walk": _random_walk, "drift": _drift}
+PREDICTORS = {RANDOM_WALK: _random_walk, DRIFT: _drift}
 
 
 def walk_forward_baseline(

@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from cbi_pipeline.core.vocabulary import LIGHTGBM, TREE_FAMILIES, XGBOOST
 from cbi_pipeline.core.walkforward import (
     Fold,
     FoldFit,
@@ -28,8 +29,7 @@ from cbi_pipeline.core.walkforward import (
     run_walk_forward,
 )
 
-TREE_FAMILIES = ("lightgbm", "xgboost")
-MODEL_FILES = {"lightgbm": "model.txt", "xgboost": "model.json"}
+MODEL_FILES = {LIGHTGBM: "model.txt", XGBOOST: "model.json"}
 # Keys of get_config_for_model that are not library parameters (or are renamed).
 _CONTROL_KEYS = {"n_estimators", "early_stopping_rounds", "horizon_days", "n_jobs", "num_threads"}
 

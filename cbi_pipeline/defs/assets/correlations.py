@@ -5,17 +5,23 @@ import datetime as dt
 import dagster as dg
 import polars as pl
 
-from cbi_pipeline import correlation_store
+from cbi_pipeline.core.tables import markdown_table
 from cbi_pipeline.defs.partitions import as_of_partitions
 from cbi_pipeline.defs.resources import PipelineSettings
-from cbi_pipeline.report import markdown_table
-from cbi_pipeline.settings import settings_from_env
-from cbi_pipeline.storage import read_parquet
+from cbi_pipeline.settings import Settings
+from cbi_pipeline.steps.correlations import build_partition
+from cbi_pipeline.store.root import read_parquet
 
-# The UI's freshness policy uses the configured age limit as a wall-clock window (Dagster measures
-# freshness from the last materialization); the data-date staleness of each partition is in its
-# metadata and is what readers act on.
-_MAX_AGE_DAYS = settings_from_env().cache_max_age_days
+
+def cache_freshness(max_age_days: int) -> dg.FreshnessPolicy:
+    """The UI's freshness policy: the configured age limit as a wall-clock window (Dagster measures
+    freshness from the last materialization). The data-date staleness of each partition is in its
+    metadata and is what readers act on. ``definitions`` applies the configured limit; the asset
+    is declared with the default one."""
+    return dg.FreshnessPolicy.time_window(
+        fail_window=dt.timedelta(days=max_age_days),
+        warn_window=dt.timedelta(days=max(max_age_days - 2, 1)),
+    )
 
 
 @dg.asset(
@@ -23,10 +29,7 @@ _MAX_AGE_DAYS = settings_from_env().cache_max_age_days
     deps=["market_panel"],
     partitions_def=as_of_partitions,
     kinds={"numba", "parquet"},
-    freshness_policy=dg.FreshnessPolicy.time_window(
-        fail_window=dt.timedelta(days=_MAX_AGE_DAYS),
-        warn_window=dt.timedelta(days=max(_MAX_AGE_DAYS - 2, 1)),
-    ),
+    freshness_policy=cache_freshness(Settings().cache_max_age_days),
     # New data (a market_panel update) or a failed freshness policy requests the latest as-of
     # partition when the automation sensor runs.
     automation_condition=dg.AutomationCondition.eager()
@@ -51,7 +54,7 @@ def correlation_cache(
     root = pipeline.root()
     as_of = dt.date.fromisoformat(context.partition_key)
     panel = read_parquet(root.market_panel, "market_panel")
-    build = correlation_store.build_partition(root, settings, as_of, panel)
+    build = build_partition(root, settings, as_of, panel)
     reference = panel["date"].max()
     assert isinstance(reference, dt.date)
     info, cache = build.info, build.cache

@@ -3,11 +3,11 @@
 import dagster as dg
 import polars as pl
 
-from cbi_pipeline import tasks
 from cbi_pipeline.core.export import summarize_export
+from cbi_pipeline.core.tables import markdown_table
 from cbi_pipeline.defs.partitions import horizon_partitions
 from cbi_pipeline.defs.resources import PipelineSettings
-from cbi_pipeline.report import markdown_table
+from cbi_pipeline.steps.data import build_exports, build_panel, load_raw, write_raw
 
 
 def _date_range(frame: pl.DataFrame) -> str:
@@ -22,8 +22,8 @@ def raw_market(
     from the built-in sample market or the user's files, validated against the raw contracts
     before anything is written. Stored as ``raw/market.parquet`` and ``raw/signals.parquet``."""
     settings = pipeline.settings()
-    raw = tasks.load_raw(settings)
-    market_path, signals_path = tasks.write_raw(pipeline.root(), raw)
+    raw = load_raw(settings)
+    market_path, signals_path = write_raw(pipeline.root(), raw)
     per_symbol = (
         raw.market.group_by("symbol")
         .agg(
@@ -58,7 +58,7 @@ def market_panel(
     """One row per trading day of the target; every other series joined as of that date (the last
     value at or before it, no older than the staleness limit), never from the future."""
     settings = pipeline.settings()
-    panel = tasks.build_panel(pipeline.root(), settings)
+    panel = build_panel(pipeline.root(), settings)
     coverage = {c: round(1 - panel[c].null_count() / panel.height, 3) for c in panel.columns[1:]}
     return dg.MaterializeResult(
         metadata={
@@ -88,7 +88,7 @@ def training_export(
     ``exports/zl_training_{surface}_allhistory_{h}.parquet``: date, price, causal features,
     market_regime, training_weight, ``target_{h}`` (price h trading days ahead) and as_of."""
     horizon = context.partition_key
-    (result,) = tasks.build_exports(pipeline.root(), pipeline.settings(), [horizon])
+    (result,) = build_exports(pipeline.root(), pipeline.settings(), [horizon])
     summary = summarize_export(result.frame, horizon)
     schema = dg.TableSchema(
         columns=[dg.TableColumn(name, str(dtype)) for name, dtype in result.frame.schema.items()]

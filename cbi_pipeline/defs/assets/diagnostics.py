@@ -5,11 +5,11 @@ from typing import Any
 
 import dagster as dg
 
-from cbi_pipeline import diagnose
 from cbi_pipeline.core.diagnostics import failing_checks
 from cbi_pipeline.defs.assets.data import raw_market, training_export
 from cbi_pipeline.defs.partitions import horizon_partitions
 from cbi_pipeline.defs.resources import PipelineSettings
+from cbi_pipeline.steps.diagnostics import diagnose_root, summary_markdown
 
 
 @dg.asset(
@@ -27,13 +27,13 @@ def pretraining_diagnostics(
     test recomputed from the raw data, future-information screen and its canary). The blocking
     checks on this asset stop the horizon's training in the same run when any of them fails."""
     horizon = context.partition_key
-    (out,) = diagnose.diagnose_root(pipeline.root(), pipeline.settings(), [horizon])
+    (out,) = diagnose_root(pipeline.root(), pipeline.settings(), [horizon])
     payload = out.payload
     failing = failing_checks(payload)
     for name, check in failing.items():
         context.log.warning(f"{horizon}: {name} fails: {check['summary']}")
     metadata: dict[str, Any] = {
-        "summary": dg.MetadataValue.md(diagnose.summary_markdown(payload)),
+        "summary": dg.MetadataValue.md(summary_markdown(payload)),
         "all_checks_pass": payload["passed"],
         "failing_checks": dg.MetadataValue.json(sorted(failing)),
         "truncation": payload["leakage"]["truncation"]["status"],

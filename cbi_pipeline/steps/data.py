@@ -1,0 +1,167 @@
+"""The pipeline's steps over the data root, shared by the Dagster assets and the ``cbi`` CLI.
+
+Each step loads, calls one core function and writes atomically; validation happens before any
+write, so bad input leaves earlier outputs untouched.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import polars as pl
+
+from cbi_pipeline.core.contracts import (
+    DataContractError,
+    check_market_coverage,
+    combine_market,
+    combine_signals,
+    normalize_market,
+    normalize_signals,
+)
+from cbi_pipeline.core.export import build_export, export_filename, summarize_export
+from cbi_pipeline.core.features import FeatureDef, build_features
+from cbi_pipeline.core.panel import build_market_panel, close_column
+from cbi_pipeline.core.sample.generator import SampleSpec, generate_sample_market
+from cbi_pipeline.core.vocabulary import HORIZON_LABELS
+from cbi_pipeline.settings import Settings
+from cbi_pipeline.steps.correlations import join_correlation_features
+from cbi_pipeline.store.root import DataRoot, read_parquet, write_json, write_parquet
+from cbi_pipeline.store.sources import load_market_files, load_signal_files, read_table
+
+
+@dataclass(frozen=True)
+class RawData:
+    market: pl.DataFrame
+    signals: pl.DataFrame
+    source: str
+
+
+def load_raw(settings: Settings, today: dt.date | None = None) -> RawData:
+    """The sample market or the user's files, validated through the same contract checks."""
+    if settings.uses_sample:
+        start, end = settings.sample_dates()
+        sample = generate_sample_market(
+            SampleSpec(start=start, end=end, seed=settings.sample_seed), today=today
+        )
+        market = combine_market([normalize_market(sample.market, "sample market")])
+        signals = combine_signals([normalize_signals(sample.signals, "sample signals")])
+        source = f"sample market (seed {settings.sample_seed})"
+    else:
+        market = load_market_files(settings.market_paths)
+        signals = (
+            load_signal_files(settings.signal_paths)
+            if settings.signal_paths
+            else combine_signals([])
+        )
+        source = ", ".join(settings.market_paths + settings.signal_paths)
+    check_market_coverage(market, settings.target_symbol)
+    return RawData(market, signals, source)
+
+
+def write_raw(root: DataRoot, raw: RawData) -> tuple[Path, Path]:
+    return write_parquet(raw.market, root.raw_market), write_parquet(raw.signals, root.raw_signals)
+
+
+def read_raw(root: DataRoot) -> tuple[pl.DataFrame, pl.DataFrame]:
+    return read_parquet(root.raw_market, "raw_market"), read_parquet(root.raw_signals, "raw_market")
+
+
+def build_panel(root: DataRoot, settings: Settings) -> pl.DataFrame:
+    market, signals = read_raw(root)
+    panel = build_market_panel(market, signals, settings.panel_spec())
+    write_parquet(panel, root.market_panel)
+    return panel
+
+
+def catalog_payload(catalog: list[FeatureDef]) -> list[dict[str, object]]:
+    return [asdict(d) for d in catalog]
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    horizon: str
+    path: Path
+    frame: pl.DataFrame
+    catalog: list[FeatureDef]
+
+
+def build_exports(
+    root: DataRoot,
+    settings: Settings,
+    horizons: Iterable[str],
+    panel: pl.DataFrame | None = None,
+) -> list[ExportResult]:
+    """Features once, then one export per horizon, each written atomically with the catalog."""
+    if panel is None:
+        panel = read_parquet(root.market_panel, "market_panel")
+    spec = settings.export_spec()
+    features, catalog = build_features(panel, settings.feature_spec())
+    # Rolling-correlation features come from the correlation cache (rebuilt on demand if stale).
+    features, catalog = join_correlation_features(root, settings, panel, features, catalog)
+    results = []
+    for horizon in horizons:
+        frame = build_export(features, catalog, horizon, spec)
+        path = write_parquet(
+            frame, root.export(export_filename(spec.target_symbol, spec.surface, horizon))
+        )
+        results.append(ExportResult(horizon, path, frame, catalog))
+    write_json(catalog_payload(catalog), root.feature_catalog)
+    return results
+
+
+def export_table(
+    root: DataRoot, settings: Settings, horizons: Iterable[str] = HORIZON_LABELS
+) -> pl.DataFrame:
+    """One row per horizon describing the export on disk."""
+    rows = []
+    for h in horizons:
+        path = root.export(export_filename(settings.target_symbol, settings.surface, h))
+        s = summarize_export(read_parquet(path, "training_export"), h)
+        rows.append(
+            {
+                "horizon": h,
+                "rows": s.rows,
+                "first": s.first_date,
+                "last": s.last_date,
+                "features": s.features,
+                "labelled": s.labelled_rows,
+                "null_share": s.null_share,
+                "file": str(path),
+            }
+        )
+    return pl.DataFrame(rows)
+
+
+def load_panel_file(path: Path, settings: Settings, signal_paths: list[str] | None) -> pl.DataFrame:
+    """A raw market file (long) turned into the panel, or a panel file as it is."""
+    frame = read_table(path)
+    target = close_column(settings.target_symbol)
+    if {"symbol", "close"} <= set(frame.columns):
+        market = load_market_files([str(path)])
+        check_market_coverage(market, settings.target_symbol)
+        signals = load_signal_files(signal_paths) if signal_paths else combine_signals([])
+        return build_market_panel(market, signals, settings.panel_spec())
+    if "date" in frame.columns and target in frame.columns:
+        if signal_paths:
+            raise DataContractError(f"{path}: --signals only applies to a raw market file")
+        if frame.schema["date"] != pl.Date:
+            try:
+                frame = frame.with_columns(pl.col("date").str.to_date("%Y-%m-%d"))
+            except Exception as exc:
+                raise DataContractError(f"{path}: column 'date' is not YYYY-MM-DD ({exc})") from exc
+        for col in frame.columns:
+            if col != "date":
+                try:
+                    frame = frame.with_columns(pl.col(col).cast(pl.Float64))
+                except Exception as exc:
+                    raise DataContractError(
+                        f"{path}: column {col!r} is not numeric ({exc})"
+                    ) from exc
+        return frame
+    raise DataContractError(
+        f"{path}: expected a raw market file (columns date, symbol, close) or a market panel "
+        f"(columns date, {target}, ...); got columns {frame.columns[:8]}"
+    )

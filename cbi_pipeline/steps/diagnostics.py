@@ -1,0 +1,257 @@
+"""Pre-training diagnostics over files: load an export (and the raw data it came from), run the
+core diagnostics, validate the payload against its schema and write it atomically.
+
+Shared by the ``pretraining_diagnostics`` asset, the ``cbi diagnostics`` command and the
+benchmark, so all three write the same JSON.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from cbi_pipeline.core.diagnostics import build_diagnostics
+from cbi_pipeline.core.diagnostics_plot import diagnostics_png
+from cbi_pipeline.core.diagnostics_schema import validate_diagnostics
+from cbi_pipeline.core.export import export_filename
+from cbi_pipeline.core.leakage.alignment import require_columns
+from cbi_pipeline.core.leakage.spec import DEFAULT_LEAKAGE, LeakageSpec
+from cbi_pipeline.core.leakage.truncation import (
+    Builder,
+    TruncationResult,
+    compare_truncated,
+    feature_builder,
+    recompute_at_dates,
+    truncation_dates,
+    truncation_not_run,
+)
+from cbi_pipeline.core.panel import close_column
+from cbi_pipeline.core.tables import markdown_table, text_table
+from cbi_pipeline.core.vocabulary import HORIZON_LABELS
+from cbi_pipeline.settings import Settings
+from cbi_pipeline.steps import data as tasks
+from cbi_pipeline.store.root import (
+    DataRoot,
+    StorageError,
+    read_json,
+    read_parquet,
+    write_bytes,
+    write_json,
+)
+
+
+@dataclass(frozen=True)
+class DiagnosticsOutput:
+    horizon: str
+    payload: dict[str, Any]
+    json_path: Path
+    plot_path: Path | None
+
+
+def load_blocks(path: Path) -> dict[str, str]:
+    """Feature name -> block, from a feature catalog JSON (a list of {name, block, ...})."""
+    catalog = read_json(path, "training_export (it writes the feature catalog)")
+    if not isinstance(catalog, list) or not all(
+        isinstance(d, dict) and "name" in d and "block" in d for d in catalog
+    ):
+        raise StorageError(f"{path}: expected a JSON list of {{'name', 'block', ...}} entries")
+    return {str(d["name"]): str(d["block"]) for d in catalog}
+
+
+def export_feature_builder(settings: Settings) -> Builder:
+    """raw -> panel -> every feature column of the export: the causal features plus the rolling
+    correlations that ``tasks.build_exports`` joins from the correlation cache, here computed
+    straight from the (cut) panel. Must mirror ``tasks.build_exports``; when it does not, the
+    truncation test names the export columns it cannot reproduce."""
+    from cbi_pipeline.core.correlations.build import key_pair_features  # imports numba: only on use
+
+    spec = settings.correlation_spec()
+
+    def correlations(panel: pl.DataFrame) -> pl.DataFrame:
+        frame, _ = key_pair_features(panel, spec)
+        return frame.select(pl.col("date").cast(pl.Date), pl.exclude("date").cast(pl.Float64))
+
+    return feature_builder(settings.panel_spec(), settings.feature_spec(), correlations)
+
+
+def run_truncation(
+    exports: Mapping[str, pl.DataFrame],
+    market: pl.DataFrame,
+    signals: pl.DataFrame,
+    settings: Settings,
+    spec: LeakageSpec = DEFAULT_LEAKAGE,
+) -> dict[str, TruncationResult]:
+    """Recompute features from the raw data cut at a sample of dates once, then compare every
+    export's stored features at those dates with them."""
+    first = next(iter(exports.values()))
+    dates = truncation_dates(first, spec.truncation_dates)
+    recomputed = recompute_at_dates(market, signals, dates, export_feature_builder(settings))
+    price = close_column(settings.target_symbol)
+    return {h: compare_truncated(ex, recomputed, price, spec) for h, ex in exports.items()}
+
+
+def _write(
+    payload: dict[str, Any], export: pl.DataFrame, json_path: Path, plot_path: Path | None
+) -> DiagnosticsOutput:
+    validate_diagnostics(payload, str(json_path))
+    write_json(payload, json_path)
+    if plot_path is not None:
+        write_bytes(diagnostics_png(payload, export), plot_path)
+    return DiagnosticsOutput(payload["horizon"], payload, json_path, plot_path)
+
+
+def diagnose_root(
+    root: DataRoot,
+    settings: Settings,
+    horizons: Iterable[str] = HORIZON_LABELS,
+    spec: LeakageSpec = DEFAULT_LEAKAGE,
+    plot: bool = True,
+) -> list[DiagnosticsOutput]:
+    """Diagnostics of the pipeline's own exports under the data root, truncation included (the
+    raw data must be there: a missing raw file is an error, never a skipped test)."""
+    exports = {}
+    for h in horizons:
+        path = root.export(export_filename(settings.target_symbol, settings.surface, h))
+        exports[h] = read_parquet(path, "training_export")
+        require_columns(exports[h], h, str(path))
+    market, signals = tasks.read_raw(root)
+    blocks = load_blocks(root.feature_catalog)
+    truncation = run_truncation(exports, market, signals, settings, spec)
+    outputs = []
+    for h, export in exports.items():
+        source = str(root.export(export_filename(settings.target_symbol, settings.surface, h)))
+        payload = build_diagnostics(export, h, truncation[h], blocks, source, spec)
+        outputs.append(
+            _write(payload, export, root.diagnostics(h), root.diagnostics_plot(h) if plot else None)
+        )
+    return outputs
+
+
+def infer_horizon(export: pl.DataFrame, source: str) -> str:
+    found = [c.removeprefix("target_") for c in export.columns if c.startswith("target_")]
+    known = [h for h in found if h in HORIZON_LABELS]
+    if len(known) != 1:
+        raise ValueError(
+            f"{source}: cannot tell the horizon from target columns {found}; pass --horizon"
+        )
+    return known[0]
+
+
+def diagnose_file(
+    path: Path,
+    horizon: str | None,
+    out: Path,
+    settings: Settings,
+    catalog: Path | None = None,
+    raw_root: DataRoot | None = None,
+    spec: LeakageSpec = DEFAULT_LEAKAGE,
+    plot: bool = False,
+) -> DiagnosticsOutput:
+    """Diagnostics of any export parquet, a user's own included. Truncation runs only when a data
+    root with the raw market is given; otherwise the report says it was not run, and why."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: export file not found")
+    export = read_parquet(path, "the export")
+    horizon = horizon or infer_horizon(export, str(path))
+    require_columns(export, horizon, str(path))
+    if catalog is None and (path.parent / "feature_catalog.json").is_file():
+        catalog = path.parent / "feature_catalog.json"
+    blocks = load_blocks(catalog) if catalog is not None else {}
+    if raw_root is None:
+        truncation = truncation_not_run(
+            "no raw data given: the truncation test recomputes features from the raw market the "
+            "export was built from (pass --data-root with raw/market.parquet to run it)"
+        )
+    else:
+        market, signals = tasks.read_raw(raw_root)
+        truncation = run_truncation({horizon: export}, market, signals, settings, spec)[horizon]
+    payload = build_diagnostics(export, horizon, truncation, blocks, str(path), spec)
+    return _write(payload, export, out, out.with_suffix(".png") if plot else None)
+
+
+# --- summaries ---------------------------------------------------------------------------------
+
+
+def regime_frame(payload: Mapping[str, Any]) -> pl.DataFrame:
+    weights = {r["regime"]: r for r in payload["regime_weights"]}
+    return pl.DataFrame(
+        [
+            {
+                "regime": r["regime"],
+                "rows": r["rows"],
+                "labelled": r["labelled_rows"],
+                "ann_vol": r["annualised_vol"],
+                "rw_mape_%": r["rw_mape_pct"],
+                "bh_sharpe": r["buy_hold_sharpe"],
+                "weight_share": weights.get(r["regime"], {}).get("weight_share"),
+            }
+            for r in payload["regime_statistics"]
+        ],
+        schema={
+            "regime": pl.String,
+            "rows": pl.Int64,
+            "labelled": pl.Int64,
+            "ann_vol": pl.Float64,
+            "rw_mape_%": pl.Float64,
+            "bh_sharpe": pl.Float64,
+            "weight_share": pl.Float64,
+        },
+    )
+
+
+def checks_frame(payload: Mapping[str, Any]) -> pl.DataFrame:
+    return pl.DataFrame(
+        [
+            {"check": name, "passed": c["passed"], "summary": c["summary"]}
+            for name, c in payload["checks"].items()
+        ]
+    )
+
+
+def summary_markdown(payload: Mapping[str, Any]) -> str:
+    leak = payload["leakage"]
+    screen = leak["screen"]
+    closest = screen["closest"][:3]
+    lines = [
+        f"**{payload['horizon']}** ({payload['horizon_days']} trading days): "
+        f"{payload['rows']} rows {payload['first_date']} .. {payload['last_date']}, "
+        f"{payload['features']} features — **{'all checks pass' if payload['passed'] else 'CHECKS FAIL'}**",
+        "",
+        markdown_table(checks_frame(payload)),
+        "",
+        markdown_table(regime_frame(payload)),
+        "",
+        f"Truncation: {leak['truncation']['status']} on {len(leak['truncation']['dates'])} dates "
+        f"({leak['truncation']['reason']}). Canary: "
+        f"{'caught' if leak['canary']['passed'] else 'MISSED'} {leak['canary']['caught']}. "
+        f"Screen: {screen['note']}.",
+    ]
+    if closest:
+        lines.append(
+            "Closest to the future-return limit (|corr| / limit): "
+            + ", ".join(
+                f"{c['feature']} {c['future_corr']:.3f} / {c['future_limit']:.3f}" for c in closest
+            )
+        )
+    if payload["missing_data"]["flagged"]:
+        lines.append(
+            "Features over the missing limit: " + ", ".join(payload["missing_data"]["flagged"])
+        )
+    return "\n".join(lines)
+
+
+def summary_text(payload: Mapping[str, Any]) -> str:
+    leak = payload["leakage"]
+    head = (
+        f"{payload['horizon']}: {payload['rows']} rows {payload['first_date']}..{payload['last_date']}, "
+        f"{payload['features']} features; truncation {leak['truncation']['status']}, canary "
+        f"{'caught' if leak['canary']['passed'] else 'MISSED'}"
+    )
+    lines = [head, text_table(checks_frame(payload)), text_table(regime_frame(payload))]
+    if leak["truncation"]["status"] == "not_run":
+        lines.append(f"truncation not run: {leak['truncation']['reason']}")
+    return "\n".join(lines)

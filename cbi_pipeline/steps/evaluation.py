@@ -1,0 +1,255 @@
+"""Evaluation over files: every family's out-of-fold predictions compared on the same rows, the
+gates run on the candidate, ``evaluations/{h}.json`` written; the step behind ``evaluation``, and
+the tables that ``cbi cycle`` and the UI show."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from cbi_pipeline.core.evaluation import Evaluation, evaluate
+from cbi_pipeline.core.gates import GateResult, GateSpec, evaluate_gates
+from cbi_pipeline.core.metrics import DEFAULT_COST_BP, MetricSet
+from cbi_pipeline.core.tables import markdown_table, text_table
+from cbi_pipeline.core.vocabulary import (
+    COMPLEXITY,
+    GATE_DIAGNOSTICS,
+    GATE_DRIFT,
+    GATE_MAPE,
+    GATE_SHARPE,
+    GATE_SKILL,
+    HORIZON_LABELS,
+    RANDOM_WALK,
+    horizon_days,
+)
+from cbi_pipeline.store.models import current_champion
+from cbi_pipeline.store.root import (
+    DataRoot,
+    StorageError,
+    as_path,
+    read_json,
+    read_parquet,
+    write_json,
+)
+
+SCHEMA_VERSION = 1
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def prediction_files(root: DataRoot, horizon: str) -> dict[str, Path]:
+    """Every family's out-of-fold predictions present for a horizon, simplest family first."""
+    found = {f: root.predictions(horizon, f) for f in COMPLEXITY}
+    return {f: p for f, p in found.items() if p.exists()}
+
+
+def diagnostics_status(root: DataRoot, horizon: str) -> tuple[bool, list[str]]:
+    payload = read_json(root.diagnostics(horizon), "pretraining_diagnostics")
+    failing = [name for name, c in payload["checks"].items() if not c["passed"]]
+    return bool(payload["passed"]) and not failing, failing
+
+
+def metrics_dict(m: MetricSet) -> dict[str, Any]:
+    return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in m.as_dict().items()}
+
+
+def evaluation_payload(
+    ev: Evaluation,
+    gates: list[GateResult] | None,
+    champion: dict[str, Any] | None,
+    diagnostics: tuple[bool, list[str]],
+    sources: Mapping[str, Path],
+    cost_bp: float,
+) -> dict[str, Any]:
+    promotable = gates is not None and all(g.passed for g in gates)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "horizon": ev.horizon,
+        "horizon_days": ev.h,
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "rows": ev.rows,
+        "first_date": ev.first_date,
+        "last_date": ev.last_date,
+        "cost_bp": cost_bp,
+        "candidate": ev.candidate,
+        "promotable": promotable,
+        "gates": [g.as_dict() for g in gates or []],
+        "champion_before": champion,
+        "diagnostics": {"passed": diagnostics[0], "failing_checks": diagnostics[1]},
+        "predictions": {f: {"path": str(p), "sha256": file_sha256(p)} for f, p in sources.items()},
+        "families": {
+            f: {
+                "overall": metrics_dict(e.overall),
+                "breakdowns": {
+                    by: {k: metrics_dict(m) for k, m in parts.items()}
+                    for by, parts in e.breakdowns.items()
+                },
+            }
+            for f, e in ev.families.items()
+        },
+    }
+
+
+@dataclass(frozen=True)
+class EvaluationOutput:
+    horizon: str
+    evaluation: Evaluation
+    gates: list[GateResult]
+    payload: dict[str, Any]
+    path: Path
+
+
+def evaluate_root(
+    root: DataRoot, horizon: str, cost_bp: float = DEFAULT_COST_BP
+) -> EvaluationOutput:
+    """Compare every family's predictions, run the gates on the candidate, write the JSON."""
+    files = prediction_files(root, horizon)
+    if RANDOM_WALK not in files:
+        raise StorageError(
+            f"{root.predictions(horizon, RANDOM_WALK)}: not found; materialize baselines first"
+        )
+    preds = {f: read_parquet(p, f"{f} predictions") for f, p in files.items()}
+    ev = evaluate(preds, horizon, horizon_days(horizon), cost_bp)
+    diag = diagnostics_status(root, horizon)
+    champion = current_champion(root, horizon)
+    gates: list[GateResult] = []
+    if ev.candidate is not None:
+        gates = evaluate_gates(
+            ev.families[ev.candidate].overall,
+            ev.random_walk.overall,
+            GateSpec.for_horizon(horizon),
+            None if champion is None else float(champion["mape"]),
+            diag[0],
+            diag[1],
+        )
+    payload = evaluation_payload(
+        ev, gates if ev.candidate else None, champion, diag, files, cost_bp
+    )
+    path = write_json(payload, root.evaluation(horizon))
+    return EvaluationOutput(horizon, ev, gates, payload, path)
+
+
+def families_frame(payload: Mapping[str, Any]) -> pl.DataFrame:
+    rows = []
+    for family, body in payload["families"].items():
+        m = body["overall"]
+        rows.append(
+            {
+                "family": family,
+                "mape": m["mape"],
+                "rw_mape": m["rw_mape"],
+                "skill": m["skill"],
+                "mase": m["mase"],
+                "hit_rate": m["hit_rate"],
+                "sharpe": m["sharpe"],
+                "psr": m["psr"],
+                "rows": m["rows"],
+            }
+        )
+    return pl.DataFrame(rows)
+
+
+def gates_frame(payload: Mapping[str, Any]) -> pl.DataFrame:
+    return pl.DataFrame(
+        [
+            {
+                "gate": g["name"],
+                "passed": g["passed"],
+                "value": g["value"],
+                "threshold": g["threshold"],
+                "random_walk": g["random_walk"],
+                "detail": g["detail"],
+            }
+            for g in payload["gates"]
+        ],
+        schema={
+            "gate": pl.String,
+            "passed": pl.Boolean,
+            "value": pl.Float64,
+            "threshold": pl.Float64,
+            "random_walk": pl.Float64,
+            "detail": pl.String,
+        },
+    )
+
+
+def summary_markdown(payload: Mapping[str, Any]) -> str:
+    verdict = "**promotable**" if payload["promotable"] else "**not promotable**"
+    return "\n\n".join(
+        [
+            f"### {payload['horizon']}: candidate `{payload['candidate']}` — {verdict}",
+            f"{payload['rows']} out-of-fold origins, {payload['first_date']} .. {payload['last_date']}",
+            markdown_table(families_frame(payload)),
+            markdown_table(gates_frame(payload)),
+        ]
+    )
+
+
+def summary_text(payload: Mapping[str, Any]) -> str:
+    verdict = "promotable" if payload["promotable"] else "not promotable"
+    return "\n".join(
+        [
+            f"{payload['horizon']}: candidate {payload['candidate']} ({verdict}); "
+            f"{payload['rows']} origins {payload['first_date']}..{payload['last_date']}",
+            text_table(families_frame(payload)),
+            text_table(gates_frame(payload)),
+        ]
+    )
+
+
+def gate_table(root: DataRoot, horizons: tuple[str, ...] = HORIZON_LABELS) -> pl.DataFrame:
+    """Per horizon: the candidate against its thresholds and the random walk, each gate's
+    verdict, and who is champion now."""
+    rows: list[dict[str, Any]] = []
+    for h in horizons:
+        champ = current_champion(root, h)
+        if not as_path(root.evaluation(h)).exists():
+            rows.append(
+                {
+                    "horizon": h,
+                    "candidate": "not evaluated",
+                    "promotable": False,
+                    "champion": champ["family"] if champ else "none",
+                }
+            )
+            continue
+        payload = read_json(root.evaluation(h), "evaluation")
+        gates = {g["name"]: g for g in payload["gates"]}
+        cand = payload["candidate"]
+        m = payload["families"][cand]["overall"] if cand else {}
+        spec = GateSpec.for_horizon(h)
+
+        def verdict(name: str, gates: dict[str, Any] = gates) -> str:
+            return "-" if name not in gates else ("pass" if gates[name]["passed"] else "FAIL")
+
+        rows.append(
+            {
+                "horizon": h,
+                "candidate": cand or "-",
+                "mape_%": m.get("mape"),
+                "max_%": spec.mape_max,
+                "rw_mape_%": m.get("rw_mape"),
+                "skill": m.get("skill"),
+                "sharpe": m.get("sharpe"),
+                "min_sharpe": spec.sharpe_min,
+                "psr": m.get("psr"),
+                "mape_gate": verdict(GATE_MAPE),
+                "sharpe_gate": verdict(GATE_SHARPE),
+                "skill_gate": verdict(GATE_SKILL),
+                "drift_gate": verdict(GATE_DRIFT),
+                "diag_gate": verdict(GATE_DIAGNOSTICS),
+                "promotable": payload["promotable"],
+                "champion": champ["family"] if champ else "none",
+            }
+        )
+    widest: dict[str, Any] = max(rows, key=len)  # a not-evaluated row has fewer keys
+    columns = list(widest)
+    return pl.DataFrame([{c: r.get(c) for c in columns} for r in rows], infer_schema_length=None)

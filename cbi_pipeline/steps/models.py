@@ -1,0 +1,285 @@
+"""Training steps over the data root, shared by the model assets and ``cbi train``.
+
+One call trains one target (``lightgbm``, ``xgboost``, ``lstm``, ``gru`` or ``baselines``) for one
+horizon on the purged walk-forward, then writes, each atomically: the out-of-fold predictions
+``predictions/{h}/{family}.parquet``, the model files and ``manifest.json`` under
+``models/{h}/{family}/``, and (with a tracker) one MLflow run per family with a nested run per
+fold. Neural families also write the final model's JSON config (``model.json``: architecture,
+features, scaler statistics, sequence length, weights hash) before the weights, so a crash between
+files leaves a config whose weights hash does not match and loading fails loudly instead of mixing
+two models. torch is imported only when a neural family trains.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import polars as pl
+
+from cbi_pipeline.core.hardware import SystemInfo, get_config_for_model
+from cbi_pipeline.core.models.baselines import final_drift, walk_forward_baseline
+from cbi_pipeline.core.models.neural.spec import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    neural_spec,
+    spec_parameters,
+)
+from cbi_pipeline.core.models.trees import TreeRun, library_params, walk_forward_trees
+from cbi_pipeline.core.vocabulary import (
+    BASELINES,
+    BASELINES_TARGET,
+    DRIFT,
+    NEURAL_FAMILIES,
+    RANDOM_WALK,
+    TREE_FAMILIES,
+    families_of,
+)
+from cbi_pipeline.core.walkforward import WalkForwardSpec, date_range, plan_folds
+from cbi_pipeline.settings import Settings
+from cbi_pipeline.store.models import (
+    FamilyOutput,
+    LoadedExport,
+    build_manifest,
+    load_export,
+    write_family,
+)
+from cbi_pipeline.store.root import DataRoot, write_json
+from cbi_pipeline.store.tracking import Tracker, experiment_name
+
+# LightGBM's and XGBoost's OpenMP threads sleep while they wait instead of spinning. On a machine
+# shared with other work, spinning threads starve each other: the 1m walk-forward ran 8-10x slower
+# with 2 spinning threads under load, and no slower than 1 thread with passive waiting. It must be
+# set before either library is first imported (both import lazily); an explicit value wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+FEATURE_SELECTION = (
+    "top max_features by |Pearson correlation| with the label on the fold's fit rows"
+)
+
+Progress = Callable[[str], None]
+
+
+def _train_trees(
+    root: DataRoot,
+    settings: Settings,
+    loaded: LoadedExport,
+    spec: WalkForwardSpec,
+    family: str,
+    hyper: Mapping[str, Any],
+    progress: Progress | None,
+) -> FamilyOutput:
+    start = time.perf_counter()
+    tspec = settings.tree_spec(family, hyper)
+    data = loaded.data
+    folds = plan_folds(data.dates, data.labelled, spec)
+    run: TreeRun = walk_forward_trees(data, folds, tspec, progress)
+    model_bytes = run.final.to_bytes()
+    seconds = time.perf_counter() - start
+    manifest = build_manifest(
+        loaded,
+        settings,
+        spec,
+        run.result,
+        seconds,
+        model_file=run.final.file_name,
+        model_bytes=model_bytes,
+        features=list(run.final.features),
+        parameters={
+            **library_params(tspec),
+            "n_estimators": tspec.rounds,
+            "early_stopping_rounds": tspec.patience,
+        },
+        final={
+            "fit": date_range(data, run.final_rows),
+            "rows": int(run.final_rows.size),
+            "trees": run.final.trees,
+            "trees_from": f"early stopping on fold {run.result.folds[-1].fold} (the last fold)",
+        },
+        feature_selection={
+            "method": FEATURE_SELECTION,
+            "max_features": tspec.max_features,
+            "candidates": len(data.features),
+        },
+    )
+    return write_family(root, data.horizon, run.result, manifest, model_bytes)
+
+
+def _train_baselines(
+    root: DataRoot,
+    settings: Settings,
+    loaded: LoadedExport,
+    spec: WalkForwardSpec,
+    progress: Progress | None,
+) -> list[FamilyOutput]:
+    data = loaded.data
+    folds = plan_folds(data.dates, data.labelled, spec)
+    labelled = date_range(data, data.labelled.nonzero()[0])
+    finals = {
+        RANDOM_WALK: {"pred_return": 0.0, "rule": "predicted price = price at the origin"},
+        DRIFT: {
+            "pred_return": final_drift(data),
+            "rule": "mean h-step log return of every labelled row",
+            "fit": labelled,
+        },
+    }
+    outputs = []
+    for family in BASELINES:
+        start = time.perf_counter()
+        result = walk_forward_baseline(data, folds, family, progress)
+        seconds = time.perf_counter() - start
+        manifest = build_manifest(
+            loaded,
+            settings,
+            spec,
+            result,
+            seconds,
+            model_file=None,
+            model_bytes=None,
+            features=[],
+            parameters={},
+            final=finals[family],
+            feature_selection={
+                "method": "none",
+                "max_features": 0,
+                "candidates": len(data.features),
+            },
+        )
+        outputs.append(write_family(root, data.horizon, result, manifest, None))
+    return outputs
+
+
+def _train_neural(
+    root: DataRoot,
+    settings: Settings,
+    loaded: LoadedExport,
+    wf_spec: WalkForwardSpec,
+    family: str,
+    hyper: Mapping[str, Any],
+    overrides: Mapping[str, Any] | None,
+    progress: Progress | None,
+) -> FamilyOutput:
+    # imports torch: only when a network trains
+    from cbi_pipeline.core.models.neural.fit import walk_forward_neural
+
+    start = time.perf_counter()
+    data = loaded.data
+    spec = neural_spec(family, hyper, {"seed": settings.train_seed, **dict(overrides or {})})
+    folds = plan_folds(data.dates, data.labelled, wf_spec)
+    run = walk_forward_neural(data, folds, spec, progress)
+    weights = run.final.weights_bytes()
+    last_fold = run.result.folds[-1]
+    final = {
+        "fit": date_range(data, run.final_rows),
+        "rows": int(run.final_rows.size),
+        "epochs": run.final_history.epochs,
+        "epochs_from": f"early stopping on fold {last_fold.fold} (the last fold): best epoch "
+        f"{last_fold.info['best_epoch']}",
+        "warm_start_from": f"fold {last_fold.fold}" if spec.warm_start else None,
+        "train_loss_curve": [round(v, 6) for v in run.final_history.train_loss],
+        "device": run.device,
+        "precision": run.final.precision,
+    }
+    model_config = run.final.config(
+        {
+            "family": family,
+            "horizon": data.horizon,
+            "horizon_days": data.horizon_days,
+            "label": "log(target / price): the h-step log return",
+            "training": {**spec_parameters(spec), **final},
+        }
+    )
+    seconds = time.perf_counter() - start
+    manifest = build_manifest(
+        loaded,
+        settings,
+        wf_spec,
+        run.result,
+        seconds,
+        model_file=WEIGHTS_FILE,
+        model_bytes=weights,
+        features=list(run.final.features),
+        parameters={**spec_parameters(spec), "device_used": run.device},
+        final=final,
+        feature_selection={
+            "method": FEATURE_SELECTION,
+            "max_features": spec.max_features,
+            "candidates": len(data.features),
+        },
+    )
+    manifest["config_file"] = CONFIG_FILE
+    write_json(model_config, root.model_dir(data.horizon, family) / CONFIG_FILE)
+    return write_family(root, data.horizon, run.result, manifest, weights)
+
+
+def train(
+    root: DataRoot,
+    settings: Settings,
+    horizon: str,
+    target: str,
+    system: SystemInfo,
+    tracker: Tracker | None = None,
+    tags: Mapping[str, str] | None = None,
+    progress: Progress | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> list[FamilyOutput]:
+    """Train one target for one horizon on the purged walk-forward and write every output.
+
+    ``target`` is a model family (hyperparameters from ``get_config_for_model`` on ``system``;
+    for the neural families ``overrides``, None values ignored, replace any of them, e.g.
+    ``{"hidden_size": 64, "num_layers": 2, "dropout": 0.1}``) or ``baselines``. With a tracker,
+    each family gets an MLflow run with nested fold runs.
+    """
+    families_of(target)
+    spec = settings.walk_forward_spec(horizon)
+    loaded = load_export(root, settings, horizon)
+    if target == BASELINES_TARGET:
+        outputs = _train_baselines(root, settings, loaded, spec, progress)
+    elif target in TREE_FAMILIES:
+        hyper = get_config_for_model(target, horizon, system)
+        outputs = [_train_trees(root, settings, loaded, spec, target, hyper, progress)]
+    else:
+        assert target in NEURAL_FAMILIES
+        hyper = get_config_for_model(target, horizon, system)
+        outputs = [_train_neural(root, settings, loaded, spec, target, hyper, overrides, progress)]
+    if tracker is None:
+        return outputs
+    experiment = experiment_name(settings.target_symbol, horizon)
+    return [
+        dataclasses.replace(
+            out,
+            tracked=tracker.log_walk_forward(
+                experiment, out.manifest, out.model_dir, out.predictions_path, tags
+            ),
+        )
+        for out in outputs
+    ]
+
+
+def fold_table(output: FamilyOutput) -> pl.DataFrame:
+    """One row per fold for metadata and terminals: test range, rows, trees (tree models) or
+    epochs, best epoch and validation loss (networks), and MAPE."""
+    rows = []
+    for f in output.manifest["folds"]:
+        row: dict[str, Any] = {
+            "fold": f["fold"],
+            "test": f"{f['test'][0]}..{f['test'][1]}",
+            "test_rows": f["test_rows"],
+            "fit_rows": f["fit_rows"],
+        }
+        if "trees" in f:
+            row["trees"] = f["trees"]
+        if "epochs" in f:
+            row |= {
+                "epochs": f["epochs"],
+                "best_epoch": f["best_epoch"],
+                "validation_loss": f["validation_score"],
+            }
+        row["mape_pct"] = round(f["val_mape"], 4)
+        if "epochs" in f:
+            row["seconds"] = f["seconds"]
+        rows.append(row)
+    return pl.DataFrame(rows)

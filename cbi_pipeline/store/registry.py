@@ -1,0 +1,170 @@
+"""MLflow side of evaluation and promotion: evaluation metrics under the seed's names, and the
+registry alias ``champion`` on the model ``{target}_{h}`` (e.g. ``zl_1m``)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from cbi_pipeline.core.vocabulary import (
+    GATE_MAPE,
+    TAG_FAMILY,
+    TAG_FOLD,
+    TAG_HORIZON,
+    TAG_MLFLOW_STAGE,
+)
+from cbi_pipeline.store.tracking import Tracker, experiment_name, local_copy, run_url
+
+CHAMPION_ALIAS = "champion"
+
+
+class Registry:
+    def __init__(self, tracker: Tracker, target_symbol: str = "ZL") -> None:
+        self.tracker = tracker
+        self.target = target_symbol
+
+    def model_name(self, horizon: str) -> str:
+        return f"{self.target.lower()}_{horizon}"
+
+    def training_run_id(self, horizon: str, family: str) -> str | None:
+        """The newest top-level training run of a family at a horizon, if tracked."""
+        client = self.tracker.client
+        experiment = client.get_experiment_by_name(experiment_name(self.target, horizon))
+        if experiment is None:
+            return None
+        runs = client.search_runs(
+            [experiment.experiment_id],
+            filter_string=f"tags.`{TAG_FAMILY}` = '{family}' and tags.`{TAG_HORIZON}` = '{horizon}'",
+            order_by=["attributes.start_time DESC"],
+            max_results=20,
+        )
+        for run in runs:
+            if "mlflow.parentRunId" not in run.data.tags and run.data.tags.get(TAG_FOLD) is None:
+                return str(run.info.run_id)
+        return None
+
+    def set_champion(self, horizon: str, family: str, pointer: Mapping[str, Any]) -> dict[str, Any]:
+        """Register the promoted model as a new version and point the alias at it."""
+        from mlflow.exceptions import MlflowException
+
+        client = self.tracker.client
+        name = self.model_name(horizon)
+        try:
+            client.get_registered_model(name)
+        except MlflowException:
+            client.create_registered_model(name, description=f"{self.target} {horizon} forecaster")
+        run_id = self.training_run_id(horizon, family)
+        source = f"runs:/{run_id}/model" if run_id else str(pointer["model_dir"])
+        tags = {
+            TAG_FAMILY: family,
+            "cbi.mape": f"{float(pointer['mape']):.6f}",
+            "cbi.model_dir": str(pointer["model_dir"]),
+        }
+        override = pointer.get("override")
+        if override:
+            tags |= {"cbi.override_by": override["by"], "cbi.override_reason": override["reason"]}
+        version = client.create_model_version(name, source, run_id=run_id, tags=tags)
+        client.set_registered_model_alias(name, CHAMPION_ALIAS, version.version)
+        return {
+            "model": name,
+            "version": str(version.version),
+            "alias": CHAMPION_ALIAS,
+            "run_id": run_id,
+        }
+
+    def champion_version(self, horizon: str) -> dict[str, str] | None:
+        """The alias's current version and its tags, or None when no champion is registered."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            mv = self.tracker.client.get_model_version_by_alias(
+                self.model_name(horizon), CHAMPION_ALIAS
+            )
+        except MlflowException:
+            return None
+        return {"version": str(mv.version), **{k: str(v) for k, v in mv.tags.items()}}
+
+    def log_evaluation(
+        self, horizon: str, payload: Mapping[str, Any], tags: Mapping[str, str] | None = None
+    ) -> tuple[str, str]:
+        """One run per evaluation: the candidate under the seed's names, every family prefixed."""
+        from mlflow.entities import Metric, Param, RunTag
+
+        client = self.tracker.client
+        eid = self.tracker.experiment_id(experiment_name(self.target, horizon))
+        run = client.create_run(
+            eid,
+            run_name=f"evaluation {horizon}",
+            tags={TAG_HORIZON: horizon, TAG_MLFLOW_STAGE: "evaluation", **(tags or {})},
+        )
+        now = int(time.time() * 1000)
+        metrics: list[Metric] = []
+
+        def add(key: str, value: object) -> None:
+            if isinstance(value, bool):
+                value = float(value)
+            if isinstance(value, int | float):
+                metrics.append(Metric(key, float(value), now, 0))
+
+        cand = payload["candidate"]
+        if cand:
+            body = payload["families"][cand]
+            add("val_mape", body["overall"]["mape"])
+            for regime, m in body["breakdowns"]["market_regime"].items():
+                add(f"mape_{regime}", m["mape"])
+                add(f"sharpe_{regime}", m["sharpe"])
+            gates = {g["name"]: g for g in payload["gates"]}
+            add("meets_mape_threshold", gates[GATE_MAPE]["passed"])
+            for key in ("skill", "mase", "hit_rate", "sharpe", "psr", "rw_mape", "smape", "rmse"):
+                add(key, body["overall"][key])
+            add("promotable", payload["promotable"])
+        for family, body in payload["families"].items():
+            for key in ("mape", "skill", "sharpe", "psr"):
+                add(f"{family}.{key}", body["overall"][key])
+        client.log_batch(
+            run.info.run_id,
+            metrics=metrics,
+            params=[Param("candidate", str(cand)), Param("cost_bp", str(payload["cost_bp"]))],
+            tags=[
+                RunTag(f"cbi.gate.{g['name']}", "pass" if g["passed"] else "fail")
+                for g in payload["gates"]
+            ],
+        )
+        client.set_terminated(run.info.run_id)
+        return run.info.run_id, run_url(self.tracker.ui_url, eid, run.info.run_id)
+
+    def log_forecast(
+        self,
+        horizon: str,
+        row: Mapping[str, Any],
+        chart: Path,
+        tags: Mapping[str, str] | None = None,
+    ) -> str:
+        """One run per forecast: the numbers as metrics and params, the chart as an artifact."""
+        from mlflow.entities import Metric, Param
+
+        client = self.tracker.client
+        eid = self.tracker.experiment_id(experiment_name(self.target, horizon))
+        run = client.create_run(
+            eid,
+            run_name=f"forecast {horizon}",
+            tags={
+                TAG_HORIZON: horizon,
+                TAG_MLFLOW_STAGE: "forecast",
+                TAG_FAMILY: str(row["family"]),
+                **(tags or {}),
+            },
+        )
+        now = int(time.time() * 1000)
+        keys = ("price", "pred_return", "forecast_price", "lower", "upper", "coverage")
+        client.log_batch(
+            run.info.run_id,
+            metrics=[Metric(k, float(row[k]), now, 0) for k in keys],
+            params=[Param(k, str(row[k])) for k in ("origin_date", "target_date", "family")],
+        )
+        with local_copy(chart) as local_chart:
+            client.log_artifact(run.info.run_id, str(local_chart), "forecast")
+        client.set_terminated(run.info.run_id)
+        return str(run.info.run_id)

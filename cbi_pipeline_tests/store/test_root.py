@@ -1,0 +1,76 @@
+"""The data root: fixed layout, atomic writes, reads that name the file and its producer."""
+
+import json
+
+import polars as pl
+import pytest
+
+from cbi_pipeline.store.root import (
+    DataRoot,
+    StorageError,
+    read_bytes,
+    read_json,
+    read_parquet,
+    write_bytes,
+    write_json,
+    write_parquet,
+)
+
+
+def test_the_layout_is_the_documented_one(tmp_path):
+    root = DataRoot(tmp_path)
+    assert root.raw_market == tmp_path / "raw" / "market.parquet"
+    assert (
+        root.predictions("1m", "lightgbm") == tmp_path / "predictions" / "1m" / "lightgbm.parquet"
+    )
+    assert root.model_dir("3m", "gru") == tmp_path / "models" / "3m" / "gru"
+    assert root.champion_pointer("1w") == tmp_path / "models" / "1w" / "champion.json"
+    assert root.evaluation("12m") == tmp_path / "evaluations" / "12m.json"
+    assert root.forecast("6m") == tmp_path / "forecasts" / "6m.parquet"
+    assert not root.remote
+
+
+def test_writes_round_trip_and_leave_no_temporary_file(tmp_path):
+    frame = pl.DataFrame({"a": [1, 2], "b": ["x", "y"]})
+    path = write_parquet(frame, tmp_path / "deep" / "f.parquet")
+    assert read_parquet(path, "test").equals(frame)
+    write_json({"k": [1, 2]}, tmp_path / "deep" / "f.json")
+    assert read_json(tmp_path / "deep" / "f.json", "test") == {"k": [1, 2]}
+    write_bytes(b"abc", tmp_path / "deep" / "f.bin")
+    assert read_bytes(tmp_path / "deep" / "f.bin", "test") == b"abc"
+    assert sorted(p.name for p in (tmp_path / "deep").iterdir()) == ["f.bin", "f.json", "f.parquet"]
+
+
+def test_a_failed_write_keeps_the_earlier_file_and_leaves_no_temporary(tmp_path):
+    path = write_json({"good": True}, tmp_path / "f.json")
+
+    class Unserialisable:
+        def __str__(self) -> str:
+            raise RuntimeError("cannot render")
+
+    with pytest.raises(RuntimeError, match="cannot render"):
+        write_json({"bad": Unserialisable()}, path)
+    assert json.loads(path.read_text()) == {"good": True}
+    assert [p.name for p in tmp_path.iterdir()] == ["f.json"]
+
+
+def test_missing_and_corrupt_files_name_themselves_and_their_producer(tmp_path):
+    with pytest.raises(StorageError, match=r"nope\.parquet: not found; materialize market_panel"):
+        read_parquet(tmp_path / "nope.parquet", "market_panel")
+    (tmp_path / "bad.parquet").write_bytes(b"not parquet")
+    with pytest.raises(StorageError, match=r"bad\.parquet: unreadable parquet"):
+        read_parquet(tmp_path / "bad.parquet", "x")
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(StorageError, match=r"bad\.json: unreadable JSON"):
+        read_json(tmp_path / "bad.json", "x")
+
+
+def test_a_file_that_is_not_what_its_manifest_recorded_is_refused(tmp_path):
+    import hashlib
+
+    path = write_bytes(b"model bytes", tmp_path / "model.txt")
+    good = hashlib.sha256(b"model bytes").hexdigest()
+    assert read_bytes(path, "m", good) == b"model bytes"
+    path.write_bytes(b"model byt")  # truncated
+    with pytest.raises(StorageError, match=r"model\.txt: 9 bytes that do not match the sha256"):
+        read_bytes(path, "m", good)
