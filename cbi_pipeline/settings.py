@@ -12,6 +12,9 @@ from typing import Any
 from cbi_pipeline.core.correlations.spec import CorrelationSpec
 from cbi_pipeline.core.export import ExportSpec
 from cbi_pipeline.core.features import FeatureSpec
+from cbi_pipeline.core.gates import GateSpec
+from cbi_pipeline.core.intervals import IntervalSpec
+from cbi_pipeline.core.models.ensemble import EnsembleSpec
 from cbi_pipeline.core.models.trees import TreeSpec
 from cbi_pipeline.core.panel import PanelSpec
 from cbi_pipeline.core.regimes import DEFAULT_REGIMES, Regime, regimes_from_json
@@ -83,6 +86,26 @@ class Settings:
     correlation_top_k: int = setting(
         3, "Correlation cache: candidates per block for cross-block correlations."
     )
+    ewma_lambda: float = setting(
+        0.94,
+        "Intervals: decay of the EWMA volatility that scales the out-of-fold residuals "
+        "(RiskMetrics 0.94).",
+    )
+    min_calibration_rows: int = setting(
+        252,
+        "Intervals: fewest residuals a fold's calibration uses; fewer of a family's own "
+        "out-of-fold residuals are topped up with the random walk's history.",
+    )
+    coverage_tolerance: float = setting(
+        0.03,
+        "Gates: the candidate's 80% and 90% intervals must cover within this share of nominal "
+        "(0.03 = 3 points).",
+    )
+    ensemble_shrinkage_periods: float = setting(
+        20.0,
+        "Ensemble: prior strength toward the random walk, in independent h-step periods of "
+        "evidence.",
+    )
     correlation_key_partners: str = setting(
         "",
         "Correlation cache: extra series (comma-separated) paired with the target and exported "
@@ -142,6 +165,17 @@ class Settings:
             seed=self.train_seed,
         )
 
+    def interval_spec(self) -> IntervalSpec:
+        return IntervalSpec(
+            ewma_lambda=self.ewma_lambda, min_calibration_rows=self.min_calibration_rows
+        )
+
+    def ensemble_spec(self) -> EnsembleSpec:
+        return EnsembleSpec(shrinkage_periods=self.ensemble_shrinkage_periods)
+
+    def gate_spec(self, horizon: str) -> GateSpec:
+        return GateSpec.for_horizon(horizon, coverage_tolerance=self.coverage_tolerance)
+
     def sample_dates(self) -> tuple[dt.date, dt.date | None]:
         end = dt.date.fromisoformat(self.sample_end) if self.sample_end else None
         return dt.date.fromisoformat(self.sample_start), end
@@ -175,8 +209,12 @@ def describe(name: str) -> str:
     return f"{f.metadata['description']} Default: {shown}; env {env_name(name)}."
 
 
-def is_int_setting(f: Field[Any]) -> bool:
-    return f.type in ("int", int)
+SCALAR_TYPES: dict[object, type] = {"int": int, int: int, "float": float, float: float}
+
+
+def setting_type(f: Field[Any]) -> type:
+    """int, float or str: how a scalar setting's text (env, CLI) is parsed."""
+    return SCALAR_TYPES.get(f.type, str)
 
 
 def is_paths_setting(f: Field[Any]) -> bool:
@@ -195,11 +233,13 @@ def settings_from_env(
             continue
         if is_paths_setting(f):
             values[f.name] = split_list(raw)
-        elif is_int_setting(f):
+        elif setting_type(f) is not str:
+            kind = setting_type(f)
             try:
-                values[f.name] = int(raw)
+                values[f.name] = kind(raw)
             except ValueError:
-                raise ValueError(f"{env_name(f.name)}={raw!r}: expected an integer") from None
+                expected = "an integer" if kind is int else "a number"
+                raise ValueError(f"{env_name(f.name)}={raw!r}: expected {expected}") from None
         else:
             values[f.name] = raw
     values.update(

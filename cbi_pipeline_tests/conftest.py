@@ -121,3 +121,12 @@ def tiny_training_settings(tmp_path: Path, **overrides: object) -> Settings:
         **overrides,
     }
     return Settings(**values)  # type: ignore[arg-type]
+
+
+def assert_quantiles_are_ordered(predictions: pl.DataFrame) -> None:
+    """Stored predictions carry the nine quantiles, finite and non-decreasing across levels."""
+    from cbi_pipeline.core.intervals import QUANTILE_COLUMNS
+
+    q = predictions.select(QUANTILE_COLUMNS).to_numpy()
+    assert np.isfinite(q).all()
+    assert (np.diff(q, axis=1) >= 0).all()

@@ -7,7 +7,13 @@ import argparse
 from collections.abc import Mapping
 
 from cbi_pipeline.core.vocabulary import HORIZON_LABELS
-from cbi_pipeline.settings import Settings, describe, setting_field, settings_from_env
+from cbi_pipeline.settings import (
+    Settings,
+    describe,
+    setting_field,
+    setting_type,
+    settings_from_env,
+)
 
 ALL = "all"
 HORIZON_CHOICES = (*HORIZON_LABELS, ALL)
@@ -24,9 +30,9 @@ def add_setting(
 ) -> None:
     """A flag that overrides one setting; its help is the setting's description (and ``note``,
     what the flag means to this subcommand in particular)."""
-    kind = setting_field(setting).type
-    if kind in ("int", int) and "type" not in kwargs:
-        kwargs["type"] = int
+    kind = setting_type(setting_field(setting))
+    if kind is not str and "type" not in kwargs:
+        kwargs["type"] = kind
     if many:
         kwargs |= {"nargs": "+", "metavar": "PATH"}
     text = f"{note} {describe(setting)}" if note else describe(setting)

@@ -1,4 +1,5 @@
-"""``cbi evaluate``: the evaluation's metrics and gates on any predictions parquet."""
+"""``cbi evaluate``: the evaluation's metrics and gates on any predictions parquet; with quantile
+columns also the probabilistic metrics (pinball loss, CRPS, coverage and width)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,28 @@ from pathlib import Path
 
 import polars as pl
 
+from cbi_pipeline.cli.arguments import add_setting, settings_from_args
 from cbi_pipeline.core.contracts import DataContractError
-from cbi_pipeline.core.gates import GateSpec, evaluate_gates
+from cbi_pipeline.core.gates import evaluate_gates
+from cbi_pipeline.core.intervals import QUANTILE_COLUMNS
 from cbi_pipeline.core.metrics import DEFAULT_COST_BP, breakdown, mae, mape, metric_set, rmse, smape
+from cbi_pipeline.core.probabilistic import (
+    ProbabilisticError,
+    ProbabilisticSet,
+    has_quantiles,
+    probabilistic_breakdown,
+    probabilistic_set,
+)
 from cbi_pipeline.core.tables import text_table
-from cbi_pipeline.core.vocabulary import HORIZON_LABELS, horizon_days
+from cbi_pipeline.core.vocabulary import (
+    GATE_COVERAGE_80,
+    GATE_COVERAGE_90,
+    GATE_MAPE,
+    GATE_SHARPE,
+    GATE_SKILL,
+    HORIZON_LABELS,
+    horizon_days,
+)
 from cbi_pipeline.steps.evaluation import gates_frame, metrics_dict
 
 NAME = "evaluate"
@@ -20,8 +38,13 @@ DESCRIPTION = """\
 Evaluate one predictions parquet the way the pipeline evaluates its models: MAPE, sMAPE, MAE,
 RMSE; with a price column (the price at the forecast origin) also skill against the random walk,
 MASE, directional hit rate, the non-overlapping Sharpe net of costs and its PSR, and the
-horizon's gates. Exit status: 0 when every gate passes, 1 when a gate fails, 2 on bad input.
-The diagnostics and champion-drift gates are not judged here (they need the pipeline's state).
+horizon's gates. With the nine quantile columns q2.5 q5 q10 q25 q50 q75 q90 q95 q97.5 (price
+scale, as the pipeline's predictions carry them) and a price column, also the probabilistic
+metrics overall and per regime: pinball loss and CRPS (in % of the origin price), coverage and
+mean width (% of price) of the 50/80/90/95% central intervals, and the 80% and 90% coverage
+gates. Exit status: 0 when every gate judged passes, 1 when a gate fails or the gates cannot be
+judged (no price column), 2 on bad input. The diagnostics and champion-drift gates are not
+judged here (they need the pipeline's state).
 """
 
 
@@ -36,9 +59,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--cost-bp", type=float, default=DEFAULT_COST_BP, help="cost per position change"
     )
+    add_setting(p, "--coverage-tolerance", "coverage_tolerance")
 
 
-def load_predictions(args: argparse.Namespace) -> tuple[pl.DataFrame, bool]:
+# The gates a predictions file alone can judge (with quantiles also the coverage gates).
+POINT_GATES = (GATE_MAPE, GATE_SHARPE, GATE_SKILL)
+COVERAGE_GATES = (GATE_COVERAGE_80, GATE_COVERAGE_90)
+
+
+def load_predictions(args: argparse.Namespace) -> tuple[pl.DataFrame, bool, bool]:
+    """The frame under the pipeline's column names, whether it has a price column, and whether it
+    has the nine quantile columns (kept under their own names)."""
     path = Path(args.predictions)
     if not path.is_file():
         raise DataContractError(f"{path}: predictions file not found")
@@ -52,6 +83,12 @@ def load_predictions(args: argparse.Namespace) -> tuple[pl.DataFrame, bool]:
         wanted["price"] = price_col
     if args.regime_col:
         wanted["market_regime"] = args.regime_col
+    try:
+        quantiles = has_quantiles(frame)
+    except ProbabilisticError as exc:
+        raise DataContractError(f"{path}: {exc}") from exc
+    if quantiles:
+        wanted |= {q: q for q in QUANTILE_COLUMNS}
     missing = [c for c in wanted.values() if c not in frame.columns]
     if missing:
         raise DataContractError(
@@ -88,13 +125,44 @@ def load_predictions(args: argparse.Namespace) -> tuple[pl.DataFrame, bool]:
             f"{path}: column {args.date_col!r} repeats dates, e.g. {dup['date'].head(3).to_list()}; "
             "expected one prediction per origin date"
         )
-    return out.sort("date").with_columns(pl.col("y_true", "y_pred").cast(pl.Float64)), bool(
-        price_col
+    out = out.sort("date").with_columns(pl.col("y_true", "y_pred").cast(pl.Float64))
+    return out, bool(price_col), quantiles
+
+
+def probabilistic_row(key: str, name: str, m: ProbabilisticSet) -> dict[str, object]:
+    return {
+        key: name,
+        "rows": m.rows,
+        "pinball_%": m.pinball,
+        "crps_%": m.crps,
+        **{f"cover_{k}": v for k, v in m.coverage.items()},
+        **{f"width_{k}_%": v for k, v in m.width.items()},
+    }
+
+
+def print_probabilistic(frame: pl.DataFrame, path: str, by_regime: bool) -> ProbabilisticSet:
+    """Print the probabilistic metrics overall (and per regime); return the overall set."""
+    try:
+        overall = probabilistic_set(frame)
+        regimes = probabilistic_breakdown(frame, "market_regime") if by_regime else {}
+    except ProbabilisticError as exc:
+        raise DataContractError(f"{path}: {exc}") from exc
+    print(
+        "probabilistic (quantiles q2.5..q97.5): pinball loss and CRPS in % of the origin price, "
+        "coverage = share of outcomes inside the central interval, width in % of price"
     )
+    print(text_table(pl.DataFrame([probabilistic_row("model", "predictions", overall)])))
+    if regimes:
+        print(
+            text_table(
+                pl.DataFrame([probabilistic_row("regime", k, v) for k, v in regimes.items()])
+            )
+        )
+    return overall
 
 
 def run(args: argparse.Namespace) -> int:
-    frame, has_price = load_predictions(args)
+    frame, has_price, quantiles = load_predictions(args)
     h = horizon_days(args.horizon)
     if not has_price:
         t, p = frame["y_true"].to_numpy(), frame["y_pred"].to_numpy()
@@ -114,8 +182,9 @@ def run(args: argparse.Namespace) -> int:
             )
         )
         print(
-            "no price column: skill, MASE, hit rate, Sharpe and the gates need the origin price "
-            "(--price-col); gates not judged"
+            "no price column: skill, MASE, hit rate, Sharpe"
+            + (", the probabilistic metrics" if quantiles else "")
+            + " and the gates need the origin price (--price-col); gates not judged"
         )
         return 1
     frame = frame.with_columns(pl.col("price").cast(pl.Float64))
@@ -146,7 +215,16 @@ def run(args: argparse.Namespace) -> int:
                 )
             )
         )
-    gates = evaluate_gates(m, rw, GateSpec.for_horizon(args.horizon), None, True, [])[:3]
+    coverage = None
+    if quantiles:
+        coverage = print_probabilistic(frame, args.predictions, bool(args.regime_col)).coverage
+    judged = POINT_GATES + (COVERAGE_GATES if quantiles else ())
+    spec = settings_from_args(args).gate_spec(args.horizon)
+    gates = [
+        g
+        for g in evaluate_gates(m, rw, spec, None, True, [], coverage=coverage)
+        if g.name in judged
+    ]
     print(text_table(gates_frame({"gates": [g.as_dict() for g in gates]})))
     passed = all(g.passed for g in gates)
     print(

@@ -3,6 +3,11 @@
 The candidate is the family with the best skill against the random walk; ties go to the
 simpler model. The random walk itself is the yardstick, never a candidate (its skill is 0 by
 definition). Whether the candidate is promoted is for the gates to say, not for this module.
+
+Families whose predictions carry the quantile columns are also scored as probabilistic
+forecasts (pinball loss, CRPS, coverage and width of the central intervals, overall, by regime
+and by fold), and against the constant-width random-walk intervals when those are given. The
+candidate's point errors are tested against the random walk's with Diebold-Mariano.
 """
 
 from __future__ import annotations
@@ -14,9 +19,18 @@ import numpy as np
 import polars as pl
 
 from cbi_pipeline.core.metrics import DEFAULT_COST_BP, MetricSet, breakdown, metric_set
+from cbi_pipeline.core.probabilistic import (
+    DieboldMariano,
+    ProbabilisticSet,
+    diebold_mariano,
+    has_quantiles,
+    probabilistic_breakdown,
+    probabilistic_set,
+)
 from cbi_pipeline.core.vocabulary import COMPLEXITY, RANDOM_WALK
 
 BREAKDOWNS = ("market_regime", "quarter", "crop_season", "fold")
+PROBABILISTIC_BREAKDOWNS = ("market_regime", "fold")
 REQUIRED = ("date", "price", "y_true", "y_pred", "market_regime", "fold")
 
 
@@ -29,6 +43,8 @@ class FamilyEvaluation:
     family: str
     overall: MetricSet
     breakdowns: dict[str, dict[str, MetricSet]] = field(default_factory=dict)
+    probabilistic: ProbabilisticSet | None = None  # None: the predictions carry no quantiles
+    probabilistic_breakdowns: dict[str, dict[str, ProbabilisticSet]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -40,6 +56,8 @@ class Evaluation:
     last_date: str
     families: dict[str, FamilyEvaluation]
     candidate: str | None
+    interval_benchmark: ProbabilisticSet | None = None  # constant-width random-walk intervals
+    diebold_mariano: DieboldMariano | None = None  # the candidate's |% error| vs the random walk's
 
     @property
     def random_walk(self) -> FamilyEvaluation:
@@ -82,10 +100,43 @@ def pick_candidate(overall: Mapping[str, MetricSet]) -> str | None:
     return min(tied, key=lambda f: (_rank(f), f))
 
 
+def absolute_percentage_errors(frame: pl.DataFrame) -> np.ndarray:
+    """|y_true - y_pred| / y_true * 100 per origin, in date order (the loss behind MAPE)."""
+    f = frame.sort("date")
+    t, p = f["y_true"].to_numpy(), f["y_pred"].to_numpy()
+    return np.abs(t - p) / np.abs(t) * 100.0
+
+
+def diebold_mariano_vs_random_walk(
+    candidate: pl.DataFrame, random_walk: pl.DataFrame, h: int
+) -> DieboldMariano | None:
+    """The Diebold-Mariano test of the candidate's absolute percentage errors against the random
+    walk's on the same origins; None when the two loss series are identical (nothing to test)."""
+    a, b = absolute_percentage_errors(candidate), absolute_percentage_errors(random_walk)
+    if np.array_equal(a, b):
+        return None
+    return diebold_mariano(a, b, h)
+
+
+def _probabilistic(
+    frame: pl.DataFrame,
+) -> tuple[ProbabilisticSet | None, dict[str, dict[str, ProbabilisticSet]]]:
+    if not has_quantiles(frame):
+        return None, {}
+    return probabilistic_set(frame), {
+        by: probabilistic_breakdown(frame, by) for by in PROBABILISTIC_BREAKDOWNS
+    }
+
+
 def evaluate(
-    predictions: Mapping[str, pl.DataFrame], horizon: str, h: int, cost_bp: float = DEFAULT_COST_BP
+    predictions: Mapping[str, pl.DataFrame],
+    horizon: str,
+    h: int,
+    cost_bp: float = DEFAULT_COST_BP,
+    interval_benchmark: pl.DataFrame | None = None,
 ) -> Evaluation:
-    """Metrics for every family on the same dates, with breakdowns, and the candidate."""
+    """Metrics for every family on the same dates, with breakdowns, and the candidate.
+    ``interval_benchmark``: the constant-width random-walk intervals on the same dates."""
     if RANDOM_WALK not in predictions:
         raise EvaluationError(f"{horizon}: no random_walk predictions; every comparison needs it")
     for family, frame in predictions.items():
@@ -103,12 +154,28 @@ def evaluate(
     families = {}
     for family, frame in sorted(predictions.items(), key=lambda kv: _rank(kv[0])):
         frame = frame.sort("date")
+        prob, prob_breakdowns = _probabilistic(frame)
         families[family] = FamilyEvaluation(
             family,
             metric_set(frame, h, cost_bp),
             {by: breakdown(frame, by, h, cost_bp) for by in BREAKDOWNS},
+            prob,
+            prob_breakdowns,
         )
+    benchmark = None
+    if interval_benchmark is not None:
+        check_predictions(interval_benchmark, "interval benchmark")
+        if set(interval_benchmark["date"].to_list()) != rw_dates:
+            raise EvaluationError(
+                f"{horizon}: the constant-width interval benchmark does not cover the random "
+                "walk's test dates; train the baselines again"
+            )
+        benchmark = probabilistic_set(interval_benchmark)
+    candidate = pick_candidate({f: e.overall for f, e in families.items()})
     rw = predictions[RANDOM_WALK]
+    dm = (
+        None if candidate is None else diebold_mariano_vs_random_walk(predictions[candidate], rw, h)
+    )
     return Evaluation(
         horizon=horizon,
         h=h,
@@ -116,7 +183,9 @@ def evaluate(
         first_date=str(rw["date"].min()),
         last_date=str(rw["date"].max()),
         families=families,
-        candidate=pick_candidate({f: e.overall for f, e in families.items()}),
+        candidate=candidate,
+        interval_benchmark=benchmark,
+        diebold_mariano=dm,
     )
 
 

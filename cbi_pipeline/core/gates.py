@@ -5,10 +5,13 @@ Every gate reports its value, its threshold and the random walk's figure side by
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
 
 from cbi_pipeline.core.metrics import MetricSet
 from cbi_pipeline.core.vocabulary import (
+    GATE_COVERAGE_80,
+    GATE_COVERAGE_90,
     GATE_DIAGNOSTICS,
     GATE_DRIFT,
     GATE_MAPE,
@@ -27,6 +30,7 @@ GATE_THRESHOLDS: dict[str, tuple[float, float]] = {
 }
 MAX_MAPE_DRIFT = 0.20  # no promotion if MAPE is more than 20% above the champion's
 MIN_SKILL = 0.0  # skill vs random walk must be strictly greater
+COVERAGE_TOLERANCE = 0.03  # interval coverage within 3 points of nominal
 
 
 @dataclass(frozen=True)
@@ -35,12 +39,13 @@ class GateSpec:
     sharpe_min: float
     max_mape_drift: float = MAX_MAPE_DRIFT
     min_skill: float = MIN_SKILL
+    coverage_tolerance: float = COVERAGE_TOLERANCE
 
     @classmethod
-    def for_horizon(cls, horizon: str) -> GateSpec:
+    def for_horizon(cls, horizon: str, coverage_tolerance: float = COVERAGE_TOLERANCE) -> GateSpec:
         horizon_days(horizon)
         mape_max, sharpe_min = GATE_THRESHOLDS[horizon]
-        return cls(mape_max, sharpe_min)
+        return cls(mape_max, sharpe_min, coverage_tolerance=coverage_tolerance)
 
 
 @dataclass(frozen=True)
@@ -151,6 +156,36 @@ def diagnostics_gate(passed: bool, failing: list[str]) -> GateResult:
     )
 
 
+COVERAGE_GATES: dict[str, float] = {GATE_COVERAGE_80: 0.8, GATE_COVERAGE_90: 0.9}
+
+
+def coverage_gate(
+    name: str,
+    covered: float | None,
+    random_walk: float | None,
+    spec: GateSpec,
+) -> GateResult:
+    """The candidate's out-of-fold share of outcomes inside its central interval is within the
+    tolerance of nominal (too narrow and too wide both fail)."""
+    nominal = COVERAGE_GATES[name]
+    if covered is None:
+        return GateResult(
+            name, False, None, nominal, random_walk, f"no {nominal:.0%} intervals to judge: fails"
+        )
+    ok = abs(covered - nominal) <= spec.coverage_tolerance + 1e-12
+    return GateResult(
+        name,
+        ok,
+        covered,
+        nominal,
+        random_walk,
+        f"{nominal:.0%} interval covers {covered:.1%} of outcomes "
+        f"({'within' if ok else 'outside'} ±{spec.coverage_tolerance:.0%} of nominal; "
+        f"random walk {'-' if random_walk is None else f'{random_walk:.1%}'})",
+        {"tolerance": spec.coverage_tolerance},
+    )
+
+
 def evaluate_gates(
     m: MetricSet,
     rw: MetricSet,
@@ -158,12 +193,32 @@ def evaluate_gates(
     champion_mape: float | None,
     diagnostics_ok: bool,
     diagnostics_failing: list[str],
+    coverage: Mapping[str, float] | None = None,
+    rw_coverage: Mapping[str, float] | None = None,
+    diebold_mariano: Mapping[str, float] | None = None,
 ) -> list[GateResult]:
-    """All gates for one candidate; promotion requires every one to pass."""
-    return [
+    """All gates for one candidate; promotion requires every one to pass. ``coverage`` maps
+    "80"/"90" to the candidate's out-of-fold coverage (None: it has no intervals, and the
+    coverage gates fail); ``diebold_mariano`` (statistic, p_value) is reported beside the skill
+    gate as the evidence against the random walk (it informs, it does not gate)."""
+    skill = skill_gate(m, spec)
+    if diebold_mariano is not None:
+        skill = replace(
+            skill,
+            detail=f"{skill.detail}; Diebold-Mariano vs random walk: statistic "
+            f"{diebold_mariano['statistic']:+.2f}, one-sided p {diebold_mariano['p_value']:.3f}",
+            extra={**skill.extra, "diebold_mariano": dict(diebold_mariano)},
+        )
+    gates = [
         mape_gate(m, spec),
         sharpe_gate(m, rw, spec),
-        skill_gate(m, spec),
+        skill,
         drift_gate(m, champion_mape, spec),
         diagnostics_gate(diagnostics_ok, diagnostics_failing),
     ]
+    for name, nominal in COVERAGE_GATES.items():
+        key = f"{nominal * 100:.0f}"
+        covered = None if coverage is None else coverage.get(key)
+        rw_covered = None if rw_coverage is None else rw_coverage.get(key)
+        gates.append(coverage_gate(name, covered, rw_covered, spec))
+    return gates

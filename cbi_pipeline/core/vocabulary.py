@@ -29,7 +29,8 @@ def target_column(label: str) -> str:
 
 RANDOM_WALK = "random_walk"
 DRIFT = "drift"
-BASELINES: tuple[str, ...] = (RANDOM_WALK, DRIFT)
+ETS = "ets"  # statsforecast's AutoETS: ordinary exponential smoothing
+BASELINES: tuple[str, ...] = (RANDOM_WALK, DRIFT, ETS)
 LIGHTGBM = "lightgbm"
 XGBOOST = "xgboost"
 TREE_FAMILIES: tuple[str, ...] = (LIGHTGBM, XGBOOST)
@@ -38,12 +39,17 @@ GRU = "gru"
 NEURAL_FAMILIES: tuple[str, ...] = (LSTM, GRU)
 # Families with hyperparameters from the hardware config (the baselines have none).
 MODEL_FAMILIES: tuple[str, ...] = (*TREE_FAMILIES, *NEURAL_FAMILIES)
+# The combination of every other family's out-of-fold forecasts (trained after them).
+ENSEMBLE = "ensemble"
 # Every family, simplest first: the evaluation breaks ties in favour of the simpler model.
-COMPLEXITY: tuple[str, ...] = (RANDOM_WALK, DRIFT, LIGHTGBM, XGBOOST, GRU, LSTM)
+COMPLEXITY: tuple[str, ...] = (RANDOM_WALK, DRIFT, ETS, LIGHTGBM, XGBOOST, GRU, LSTM, ENSEMBLE)
+# The constant-width random-walk intervals that the pinball skill is measured against: written
+# beside the families' predictions, never a candidate.
+INTERVAL_BENCHMARK = "random_walk_constant"
 
 # What one training step trains: a model family, or both baselines together.
 BASELINES_TARGET = "baselines"
-TRAIN_TARGETS: tuple[str, ...] = (*TREE_FAMILIES, BASELINES_TARGET, *NEURAL_FAMILIES)
+TRAIN_TARGETS: tuple[str, ...] = (*TREE_FAMILIES, BASELINES_TARGET, *NEURAL_FAMILIES, ENSEMBLE)
 # The Dagster asset that trains each target.
 MODEL_ASSETS: dict[str, str] = {
     BASELINES_TARGET: "baselines",
@@ -51,6 +57,7 @@ MODEL_ASSETS: dict[str, str] = {
     XGBOOST: "xgboost_model",
     LSTM: "lstm_model",
     GRU: "gru_model",
+    ENSEMBLE: "ensemble_model",
 }
 
 
@@ -58,7 +65,7 @@ def families_of(target: str) -> tuple[str, ...]:
     """The families one training target produces (``baselines`` -> random_walk and drift)."""
     if target == BASELINES_TARGET:
         return BASELINES
-    if target in MODEL_FAMILIES:
+    if target in MODEL_FAMILIES or target == ENSEMBLE:
         return (target,)
     raise ValueError(f"unknown training target {target!r}; expected one of {TRAIN_TARGETS}")
 
@@ -77,13 +84,25 @@ GATE_SHARPE = "sharpe_threshold"
 GATE_SKILL = "skill_vs_random_walk"
 GATE_DRIFT = "mape_drift_vs_champion"
 GATE_DIAGNOSTICS = "diagnostics_passed"
-GATES: tuple[str, ...] = (GATE_MAPE, GATE_SHARPE, GATE_SKILL, GATE_DRIFT, GATE_DIAGNOSTICS)
+GATE_COVERAGE_80 = "coverage_80"
+GATE_COVERAGE_90 = "coverage_90"
+GATES: tuple[str, ...] = (
+    GATE_MAPE,
+    GATE_SHARPE,
+    GATE_SKILL,
+    GATE_DRIFT,
+    GATE_DIAGNOSTICS,
+    GATE_COVERAGE_80,
+    GATE_COVERAGE_90,
+)
 GATE_CHECKS: dict[str, str] = {
     GATE_MAPE: "candidate_meets_mape_threshold",
     GATE_SHARPE: "candidate_meets_sharpe_threshold",
     GATE_SKILL: "candidate_beats_random_walk",
     GATE_DRIFT: "candidate_mape_within_drift_of_champion",
     GATE_DIAGNOSTICS: "diagnostics_passed_before_training",
+    GATE_COVERAGE_80: "candidate_80pct_interval_is_calibrated",
+    GATE_COVERAGE_90: "candidate_90pct_interval_is_calibrated",
 }
 
 # --- stages of the cycle (one Dagster job each) and run tags ------------------------------------

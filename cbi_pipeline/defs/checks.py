@@ -13,6 +13,8 @@ from cbi_pipeline.core.vocabulary import (
     CHECK_MISSING,
     CHECK_NO_LEAK,
     GATE_CHECKS,
+    GATE_COVERAGE_80,
+    GATE_COVERAGE_90,
     GATE_DIAGNOSTICS,
     GATE_DRIFT,
     GATE_MAPE,
@@ -126,6 +128,10 @@ GATE_DESCRIPTIONS = {
     GATE_DRIFT: f"The candidate's MAPE is at most {MAX_MAPE_DRIFT:.0%} above the current champion's.",
     GATE_DIAGNOSTICS: "The horizon's pre-training diagnostics (alignment, leakage, missing data) "
     "passed.",
+    GATE_COVERAGE_80: "The candidate's out-of-fold 80% intervals cover 80% of outcomes, within "
+    "the configured tolerance (default 3 points).",
+    GATE_COVERAGE_90: "The candidate's out-of-fold 90% intervals cover 90% of outcomes, within "
+    "the configured tolerance (default 3 points).",
 }
 GATE_CHECK_SPECS = horizon_check_specs(
     evaluation, {GATE_CHECKS[g]: text for g, text in GATE_DESCRIPTIONS.items()}

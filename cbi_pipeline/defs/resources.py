@@ -9,7 +9,7 @@ from pydantic import Field, PrivateAttr, create_model
 
 from cbi_pipeline.core.hardware import SystemInfo, detect_system, get_config_for_model
 from cbi_pipeline.core.vocabulary import TAG_DAGSTER_PARTITION, TAG_DAGSTER_RUN
-from cbi_pipeline.settings import Settings, is_int_setting, is_paths_setting, setting_fields
+from cbi_pipeline.settings import Settings, is_paths_setting, setting_fields, setting_type
 from cbi_pipeline.store.root import DataRoot
 from cbi_pipeline.store.tracking import DEFAULT_UI_URL, Tracker
 
@@ -26,8 +26,7 @@ def _settings_config_fields() -> dict[str, Any]:
                 Field(default_factory=lambda f=f: list(f.default), description=description),
             )
         else:
-            kind = int if is_int_setting(f) else str
-            out[f.name] = (kind, Field(default=f.default, description=description))
+            out[f.name] = (setting_type(f), Field(default=f.default, description=description))
     return out
 
 

@@ -61,6 +61,7 @@ STAGES: tuple[Stage, ...] = (
             MODEL_ASSETS["lstm"],
             MODEL_ASSETS["gru"],
             MODEL_ASSETS["baselines"],
+            MODEL_ASSETS["ensemble"],
             "evaluation",
         ),
         partitioned=True,

@@ -7,24 +7,28 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from cbi_pipeline.core.evaluation import Evaluation, evaluate
+from cbi_pipeline.core.evaluation import Evaluation, FamilyEvaluation, evaluate
 from cbi_pipeline.core.gates import GateResult, GateSpec, evaluate_gates
 from cbi_pipeline.core.metrics import DEFAULT_COST_BP, MetricSet
+from cbi_pipeline.core.probabilistic import ProbabilisticSet, pinball_skill
 from cbi_pipeline.core.tables import markdown_table, text_table
 from cbi_pipeline.core.vocabulary import (
     COMPLEXITY,
+    GATE_COVERAGE_80,
+    GATE_COVERAGE_90,
     GATE_DIAGNOSTICS,
     GATE_DRIFT,
     GATE_MAPE,
     GATE_SHARPE,
     GATE_SKILL,
     HORIZON_LABELS,
+    INTERVAL_BENCHMARK,
     RANDOM_WALK,
     horizon_days,
 )
@@ -61,6 +65,37 @@ def metrics_dict(m: MetricSet) -> dict[str, Any]:
     return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in m.as_dict().items()}
 
 
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        return round(value, 6)
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    return value
+
+
+def probabilistic_dict(
+    e: FamilyEvaluation, random_walk: FamilyEvaluation, benchmark: ProbabilisticSet | None
+) -> dict[str, Any] | None:
+    """A family's interval scores, with its pinball skill against the constant-width random-walk
+    intervals and against the random walk's own (EWMA-scaled) intervals."""
+    if e.probabilistic is None:
+        return None
+    rw = random_walk.probabilistic
+    return {
+        "overall": _rounded(e.probabilistic.as_dict()),
+        "pinball_skill_vs_constant_rw": None
+        if benchmark is None
+        else round(pinball_skill(e.probabilistic, benchmark), 6),
+        "pinball_skill_vs_random_walk": None
+        if rw is None
+        else round(pinball_skill(e.probabilistic, rw), 6),
+        "breakdowns": {
+            by: {k: _rounded(s.as_dict()) for k, s in parts.items()}
+            for by, parts in e.probabilistic_breakdowns.items()
+        },
+    }
+
+
 def evaluation_payload(
     ev: Evaluation,
     gates: list[GateResult] | None,
@@ -84,6 +119,12 @@ def evaluation_payload(
         "gates": [g.as_dict() for g in gates or []],
         "champion_before": champion,
         "diagnostics": {"passed": diagnostics[0], "failing_checks": diagnostics[1]},
+        "interval_benchmark": None
+        if ev.interval_benchmark is None
+        else {"family": INTERVAL_BENCHMARK, "overall": _rounded(ev.interval_benchmark.as_dict())},
+        "diebold_mariano": None
+        if ev.diebold_mariano is None
+        else {"candidate": ev.candidate, **_rounded(asdict(ev.diebold_mariano))},
         "predictions": {f: {"path": str(p), "sha256": file_sha256(p)} for f, p in sources.items()},
         "families": {
             f: {
@@ -92,6 +133,7 @@ def evaluation_payload(
                     by: {k: metrics_dict(m) for k, m in parts.items()}
                     for by, parts in e.breakdowns.items()
                 },
+                "probabilistic": probabilistic_dict(e, ev.random_walk, ev.interval_benchmark),
             }
             for f, e in ev.families.items()
         },
@@ -108,27 +150,44 @@ class EvaluationOutput:
 
 
 def evaluate_root(
-    root: DataRoot, horizon: str, cost_bp: float = DEFAULT_COST_BP
+    root: DataRoot,
+    horizon: str,
+    cost_bp: float = DEFAULT_COST_BP,
+    gate_spec: GateSpec | None = None,
 ) -> EvaluationOutput:
-    """Compare every family's predictions, run the gates on the candidate, write the JSON."""
+    """Compare every family's predictions, run the gates on the candidate, write the JSON.
+    ``gate_spec`` defaults to the horizon's seed thresholds (``Settings.gate_spec``)."""
     files = prediction_files(root, horizon)
     if RANDOM_WALK not in files:
         raise StorageError(
             f"{root.predictions(horizon, RANDOM_WALK)}: not found; materialize baselines first"
         )
     preds = {f: read_parquet(p, f"{f} predictions") for f, p in files.items()}
-    ev = evaluate(preds, horizon, horizon_days(horizon), cost_bp)
+    benchmark_path = root.predictions(horizon, INTERVAL_BENCHMARK)
+    benchmark = (
+        read_parquet(benchmark_path, "baselines (constant-width intervals)")
+        if benchmark_path.exists()
+        else None
+    )
+    ev = evaluate(preds, horizon, horizon_days(horizon), cost_bp, benchmark)
     diag = diagnostics_status(root, horizon)
     champion = current_champion(root, horizon)
     gates: list[GateResult] = []
     if ev.candidate is not None:
+        cand, rw = ev.families[ev.candidate], ev.random_walk
+        dm = ev.diebold_mariano
         gates = evaluate_gates(
-            ev.families[ev.candidate].overall,
-            ev.random_walk.overall,
-            GateSpec.for_horizon(horizon),
+            cand.overall,
+            rw.overall,
+            gate_spec or GateSpec.for_horizon(horizon),
             None if champion is None else float(champion["mape"]),
             diag[0],
             diag[1],
+            coverage=None if cand.probabilistic is None else cand.probabilistic.coverage,
+            rw_coverage=None if rw.probabilistic is None else rw.probabilistic.coverage,
+            diebold_mariano=None
+            if dm is None
+            else {"statistic": dm.statistic, "p_value": dm.p_value},
         )
     payload = evaluation_payload(
         ev, gates if ev.candidate else None, champion, diag, files, cost_bp
@@ -151,10 +210,24 @@ def families_frame(payload: Mapping[str, Any]) -> pl.DataFrame:
                 "hit_rate": m["hit_rate"],
                 "sharpe": m["sharpe"],
                 "psr": m["psr"],
+                **interval_columns(body.get("probabilistic")),
                 "rows": m["rows"],
             }
         )
-    return pl.DataFrame(rows)
+    return pl.DataFrame(rows, infer_schema_length=None)
+
+
+def interval_columns(prob: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Coverage at 80/90% (in %) and the pinball skill against constant-width random-walk
+    intervals, for the tables (None where the family has no intervals)."""
+    if not prob:
+        return {"cov80_%": None, "cov90_%": None, "pinball_skill": None}
+    cov = prob["overall"]["coverage"]
+    return {
+        "cov80_%": round(100 * cov["80"], 2),
+        "cov90_%": round(100 * cov["90"], 2),
+        "pinball_skill": prob["pinball_skill_vs_constant_rw"],
+    }
 
 
 def gates_frame(payload: Mapping[str, Any]) -> pl.DataFrame:
@@ -241,11 +314,17 @@ def gate_table(root: DataRoot, horizons: tuple[str, ...] = HORIZON_LABELS) -> pl
                 "sharpe": m.get("sharpe"),
                 "min_sharpe": spec.sharpe_min,
                 "psr": m.get("psr"),
+                **interval_columns(
+                    payload["families"][cand].get("probabilistic") if cand else None
+                ),
+                "dm_p": (payload.get("diebold_mariano") or {}).get("p_value"),
                 "mape_gate": verdict(GATE_MAPE),
                 "sharpe_gate": verdict(GATE_SHARPE),
                 "skill_gate": verdict(GATE_SKILL),
                 "drift_gate": verdict(GATE_DRIFT),
                 "diag_gate": verdict(GATE_DIAGNOSTICS),
+                "cov80_gate": verdict(GATE_COVERAGE_80),
+                "cov90_gate": verdict(GATE_COVERAGE_90),
                 "promotable": payload["promotable"],
                 "champion": champ["family"] if champ else "none",
             }

@@ -18,10 +18,13 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from cbi_pipeline.core.hardware import SystemInfo, get_config_for_model
+from cbi_pipeline.core.intervals import CONSTANT, add_quantiles
 from cbi_pipeline.core.models.baselines import final_drift, walk_forward_baseline
+from cbi_pipeline.core.models.ets import ets_final_return
 from cbi_pipeline.core.models.neural.spec import (
     CONFIG_FILE,
     WEIGHTS_FILE,
@@ -33,13 +36,23 @@ from cbi_pipeline.core.vocabulary import (
     BASELINES,
     BASELINES_TARGET,
     DRIFT,
+    ENSEMBLE,
+    ETS,
+    INTERVAL_BENCHMARK,
     NEURAL_FAMILIES,
     RANDOM_WALK,
     TREE_FAMILIES,
     families_of,
 )
-from cbi_pipeline.core.walkforward import WalkForwardSpec, date_range, plan_folds
+from cbi_pipeline.core.walkforward import (
+    TrainingData,
+    WalkForwardResult,
+    WalkForwardSpec,
+    date_range,
+    plan_folds,
+)
 from cbi_pipeline.settings import Settings
+from cbi_pipeline.steps.ensemble import train_ensemble
 from cbi_pipeline.store.models import (
     FamilyOutput,
     LoadedExport,
@@ -47,7 +60,7 @@ from cbi_pipeline.store.models import (
     load_export,
     write_family,
 )
-from cbi_pipeline.store.root import DataRoot, write_json
+from cbi_pipeline.store.root import DataRoot, write_json, write_parquet
 from cbi_pipeline.store.tracking import Tracker, experiment_name
 
 # LightGBM's and XGBoost's OpenMP threads sleep while they wait instead of spinning. On a machine
@@ -105,7 +118,18 @@ def _train_trees(
             "candidates": len(data.features),
         },
     )
-    return write_family(root, data.horizon, run.result, manifest, model_bytes)
+    return write_family(
+        root, data.horizon, calibrated(run.result, data, settings), manifest, model_bytes
+    )
+
+
+def calibrated(
+    result: WalkForwardResult, data: TrainingData, settings: Settings
+) -> WalkForwardResult:
+    """The family's out-of-fold predictions with their quantile columns (``core.intervals``)."""
+    return dataclasses.replace(
+        result, predictions=add_quantiles(result.predictions, data, settings.interval_spec())
+    )
 
 
 def _train_baselines(
@@ -124,6 +148,11 @@ def _train_baselines(
             "pred_return": final_drift(data),
             "rule": "mean h-step log return of every labelled row",
             "fit": labelled,
+        },
+        ETS: {
+            "pred_return": ets_final_return(data),
+            "rule": "AutoETS on log prices fitted on all history, h steps from the last row",
+            "fit": date_range(data, np.arange(data.rows)),
         },
     }
     outputs = []
@@ -148,7 +177,17 @@ def _train_baselines(
                 "candidates": len(data.features),
             },
         )
-        outputs.append(write_family(root, data.horizon, result, manifest, None))
+        outputs.append(
+            write_family(root, data.horizon, calibrated(result, data, settings), manifest, None)
+        )
+        if family == RANDOM_WALK:
+            # The yardstick of the pinball skill: the random walk with constant-width intervals.
+            constant = add_quantiles(
+                result.predictions,
+                data,
+                dataclasses.replace(settings.interval_spec(), scale=CONSTANT),
+            ).with_columns(pl.lit(INTERVAL_BENCHMARK).alias("family"))
+            write_parquet(constant, root.predictions(data.horizon, INTERVAL_BENCHMARK))
     return outputs
 
 
@@ -212,7 +251,9 @@ def _train_neural(
     )
     manifest["config_file"] = CONFIG_FILE
     write_json(model_config, root.model_dir(data.horizon, family) / CONFIG_FILE)
-    return write_family(root, data.horizon, run.result, manifest, weights)
+    return write_family(
+        root, data.horizon, calibrated(run.result, data, settings), manifest, weights
+    )
 
 
 def train(
@@ -238,6 +279,8 @@ def train(
     loaded = load_export(root, settings, horizon)
     if target == BASELINES_TARGET:
         outputs = _train_baselines(root, settings, loaded, spec, progress)
+    elif target == ENSEMBLE:
+        outputs = [train_ensemble(root, settings, loaded, progress)]
     elif target in TREE_FAMILIES:
         hyper = get_config_for_model(target, horizon, system)
         outputs = [_train_trees(root, settings, loaded, spec, target, hyper, progress)]

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from cbi_pipeline.core.intervals import QUANTILE_COLUMNS
 from cbi_pipeline.core.vocabulary import (
     GATE_MAPE,
     TAG_FAMILY,
@@ -18,6 +19,10 @@ from cbi_pipeline.core.vocabulary import (
 from cbi_pipeline.store.tracking import Tracker, experiment_name, local_copy, run_url
 
 CHAMPION_ALIAS = "champion"
+# Where a forecast comes from: "champion" or "benchmark" (steps.forecast).
+TAG_FORECAST_SOURCE = "cbi.forecast_source"
+# MLflow shows this tag as the run's description.
+MLFLOW_NOTE = "mlflow.note.content"
 
 
 class Registry:
@@ -120,9 +125,19 @@ class Registry:
             for key in ("skill", "mase", "hit_rate", "sharpe", "psr", "rw_mape", "smape", "rmse"):
                 add(key, body["overall"][key])
             add("promotable", payload["promotable"])
+            dm = payload.get("diebold_mariano") or {}
+            add("dm_statistic", dm.get("statistic"))
+            add("dm_p_value", dm.get("p_value"))
         for family, body in payload["families"].items():
             for key in ("mape", "skill", "sharpe", "psr"):
                 add(f"{family}.{key}", body["overall"][key])
+            prob = body.get("probabilistic")
+            if prob:
+                add(f"{family}.pinball", prob["overall"]["pinball"])
+                add(f"{family}.crps", prob["overall"]["crps"])
+                add(f"{family}.pinball_skill", prob["pinball_skill_vs_constant_rw"])
+                for level, covered in prob["overall"]["coverage"].items():
+                    add(f"{family}.coverage_{level}", covered)
         client.log_batch(
             run.info.run_id,
             metrics=metrics,
@@ -142,7 +157,9 @@ class Registry:
         chart: Path,
         tags: Mapping[str, str] | None = None,
     ) -> str:
-        """One run per forecast: the numbers as metrics and params, the chart as an artifact."""
+        """One run per forecast: the point and all nine quantiles as metrics; where it comes from
+        (source, family, label, failed gates) as params and tags, the label also as the run's
+        description; the fan chart as an artifact."""
         from mlflow.entities import Metric, Param
 
         client = self.tracker.client
@@ -154,15 +171,23 @@ class Registry:
                 TAG_HORIZON: horizon,
                 TAG_MLFLOW_STAGE: "forecast",
                 TAG_FAMILY: str(row["family"]),
+                TAG_FORECAST_SOURCE: str(row["source"]),
+                MLFLOW_NOTE: str(row["label"]),
                 **(tags or {}),
             },
         )
         now = int(time.time() * 1000)
-        keys = ("price", "pred_return", "forecast_price", "lower", "upper", "coverage")
+        keys = ("price", "pred_return", "forecast_price", *QUANTILE_COLUMNS)
+        params = {
+            k: str(row[k])
+            for k in ("source", "family", "label", "origin_date", "target_date", "data_last_date")
+        }
+        params["failed_gates"] = ", ".join(row["failed_gates"]) or "-"
+        params["promoted_at"] = str(row["promoted_at"] or "-")
         client.log_batch(
             run.info.run_id,
             metrics=[Metric(k, float(row[k]), now, 0) for k in keys],
-            params=[Param(k, str(row[k])) for k in ("origin_date", "target_date", "family")],
+            params=[Param(k, v) for k, v in params.items()],
         )
         with local_copy(chart) as local_chart:
             client.log_artifact(run.info.run_id, str(local_chart), "forecast")

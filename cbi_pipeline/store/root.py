@@ -115,6 +115,11 @@ class DataRoot:
         return self.path("forecasts", f"{horizon}.png")
 
     @property
+    def forecast_log(self) -> Path:
+        """Every forecast issued, one row per horizon and origin date (to score them later)."""
+        return self.path("forecasts", "log.parquet")
+
+    @property
     def dagster_home(self) -> Path:
         return self.path("dagster_home")
 

@@ -20,6 +20,7 @@ def ms(mape: float, rw_mape: float, sharpe: float | None, psr: float | None = 0.
 
 
 RW_1W = ms(2.5, 2.5, None, None)
+CALIBRATED = {"50": 0.5, "80": 0.8, "90": 0.9, "95": 0.95}
 
 
 def verdicts(results):
@@ -47,7 +48,9 @@ def test_model_worse_than_random_walk_meeting_mape_is_not_promotable():
 
 
 def test_every_gate_passes_for_a_good_model():
-    results = evaluate_gates(ms(2.0, 2.5, 1.3), RW_1W, GateSpec.for_horizon("1w"), 2.1, True, [])
+    results = evaluate_gates(
+        ms(2.0, 2.5, 1.3), RW_1W, GateSpec.for_horizon("1w"), 2.1, True, [], CALIBRATED
+    )
     assert all(r.passed for r in results)
     mape = next(r for r in results if r.name == "mape_threshold")
     assert (mape.value, mape.threshold, mape.random_walk) == (2.0, 3.0, 2.5)
@@ -75,4 +78,41 @@ def test_each_gate_fails_on_its_own():
     ]
     diag = evaluate_gates(ms(3.0, 5.0, 1.2), rw, spec, None, False, ["export_has_no_future_leak"])
     assert verdicts(diag)["diagnostics_passed"] is False
-    assert "export_has_no_future_leak" in diag[-1].detail
+    assert (
+        "export_has_no_future_leak"
+        in next(r for r in diag if r.name == "diagnostics_passed").detail
+    )
+
+
+def test_coverage_gates_fail_when_intervals_are_too_narrow_too_wide_or_missing():
+    spec = GateSpec.for_horizon("1m")
+    good, rw = ms(3.0, 5.0, 1.2), ms(5.0, 5.0, None)
+
+    def coverage_verdicts(coverage):
+        results = evaluate_gates(good, rw, spec, None, True, [], coverage, CALIBRATED)
+        return verdicts(results)["coverage_80"], verdicts(results)["coverage_90"]
+
+    assert coverage_verdicts({"80": 0.78, "90": 0.925}) == (True, True)  # within 3 points
+    assert coverage_verdicts({"80": 0.76, "90": 0.9}) == (False, True)  # too narrow
+    assert coverage_verdicts({"80": 0.8, "90": 0.94}) == (True, False)  # too wide
+    assert coverage_verdicts(None) == (False, False)  # no intervals at all
+    loose = GateSpec.for_horizon("1m", coverage_tolerance=0.05)
+    results = evaluate_gates(good, rw, loose, None, True, [], {"80": 0.76, "90": 0.9})
+    assert verdicts(results)["coverage_80"]
+    cov80 = next(r for r in results if r.name == "coverage_80")
+    assert (cov80.value, cov80.threshold) == (0.76, 0.8) and "76.0%" in cov80.detail
+
+
+def test_the_diebold_mariano_evidence_is_reported_beside_the_skill_gate():
+    results = evaluate_gates(
+        ms(3.0, 5.0, 1.2),
+        ms(5.0, 5.0, None),
+        GateSpec.for_horizon("1m"),
+        None,
+        True,
+        [],
+        CALIBRATED,
+        diebold_mariano={"statistic": -2.5, "p_value": 0.012},
+    )
+    skill = next(r for r in results if r.name == "skill_vs_random_walk")
+    assert "p 0.012" in skill.detail and skill.extra["diebold_mariano"]["statistic"] == -2.5

@@ -155,7 +155,7 @@ def test_a_horizon_cycle_on_s3_writes_what_a_local_run_writes(
         "predictions/1w/random_walk.parquet",
     ):
         assert_frame_equal(read_parquet(root.path(rel), rel), pl.read_parquet(local / rel))
-    drop = ["promoted_at"]
+    drop = ["promoted_at", "created_at", "label"]  # the label names the promotion time
     assert_frame_equal(
         read_parquet(root.forecast(H), "forecast").drop(drop),
         pl.read_parquet(local / "forecasts" / "1w.parquet").drop(drop),

@@ -13,9 +13,9 @@ import pytest
 
 from cbi_pipeline.cli.main import main
 from cbi_pipeline.core.hardware import detect_system
+from cbi_pipeline.core.intervals import STORED_PREDICTION_COLUMNS
 from cbi_pipeline.core.models.trees import load_tree_model
 from cbi_pipeline.core.walkforward import (
-    PREDICTION_COLUMNS,
     WalkForwardError,
     plan_folds,
     training_data,
@@ -26,7 +26,7 @@ from cbi_pipeline.steps import models as training
 from cbi_pipeline.store.models import code_version
 from cbi_pipeline.store.root import DataRoot, StorageError
 from cbi_pipeline.store.tracking import Tracker, resolve_tracking_uri
-from cbi_pipeline_tests.conftest import make_tiny_market
+from cbi_pipeline_tests.conftest import assert_quantiles_are_ordered, make_tiny_market
 
 H = 21
 # Small walk-forward for 700 tiny rows (2007-06-01 .. 2010-02): 3 folds from 2009-07-01 at 1m.
@@ -76,7 +76,8 @@ def test_no_test_date_is_inside_its_own_training_or_validation_rows(export_root,
     )
     index = {d: i for i, d in enumerate(export["date"].to_list())}
     predictions = pl.read_parquet(lightgbm_run.predictions_path)
-    assert tuple(predictions.columns) == PREDICTION_COLUMNS
+    assert tuple(predictions.columns) == STORED_PREDICTION_COLUMNS
+    assert_quantiles_are_ordered(predictions)
     # Every labelled date from the first test date on is predicted exactly once.
     labelled = export.filter(
         pl.col("target_1m").is_not_null() & (pl.col("date") >= dt.date(2009, 7, 1))
@@ -160,13 +161,13 @@ def test_manifest_describes_the_model_the_data_and_every_fold(export_root, light
     assert manifest["val_mape"] == pytest.approx(lightgbm_run.val_mape)
 
 
-def test_baselines_write_both_families_on_the_same_folds(export_root, lightgbm_run, tmp_path):
+def test_baselines_write_every_family_on_the_same_folds(export_root, lightgbm_run, tmp_path):
     settings, root = fresh_root(export_root, tmp_path)
     outputs = training.train(root, settings, "1m", "baselines", SYSTEM)
-    assert [o.family for o in outputs] == ["random_walk", "drift"]
-    rw, drift = (pl.read_parquet(o.predictions_path) for o in outputs)
+    assert [o.family for o in outputs] == ["random_walk", "drift", "ets"]
+    rw, drift, ets = (pl.read_parquet(o.predictions_path) for o in outputs)
     model = pl.read_parquet(lightgbm_run.predictions_path)
-    for frame in (rw, drift):
+    for frame in (rw, drift, ets):
         assert frame.select("date", "fold", "price", "y_true").equals(
             model.select("date", "fold", "price", "y_true")
         )
@@ -174,6 +175,18 @@ def test_baselines_write_both_families_on_the_same_folds(export_root, lightgbm_r
     assert outputs[0].val_mape == pytest.approx(lightgbm_run.random_walk_mape)
     manifest = json.loads((root.model_dir("1m", "drift") / "manifest.json").read_text())
     assert manifest["model_file"] is None and manifest["final"]["pred_return"] != 0
+    ets_manifest = json.loads((root.model_dir("1m", "ets") / "manifest.json").read_text())
+    assert np.isfinite(ets_manifest["final"]["pred_return"])
+    # The constant-width random-walk intervals: the yardstick of the pinball skill.
+    constant = pl.read_parquet(root.predictions("1m", "random_walk_constant"))
+    assert constant.select("date", "y_pred").equals(rw.select("date", "y_pred"))
+    assert_quantiles_are_ordered(constant)
+    widths = (
+        constant.with_columns(w=(pl.col("q90") / pl.col("q10")).log().round(9))
+        .group_by("fold")
+        .agg(pl.col("w").n_unique())
+    )
+    assert (widths["w"] == 1).all()  # constant width in log terms within each fold
 
 
 def test_mlflow_gets_a_run_per_family_with_nested_fold_runs(export_root, tmp_path, mlflow_db):

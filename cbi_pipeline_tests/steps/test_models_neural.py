@@ -10,14 +10,14 @@ import pytest
 
 from cbi_pipeline.cli.main import main
 from cbi_pipeline.core.hardware import detect_system
+from cbi_pipeline.core.intervals import STORED_PREDICTION_COLUMNS
 from cbi_pipeline.core.vocabulary import families_of
-from cbi_pipeline.core.walkforward import PREDICTION_COLUMNS
 from cbi_pipeline.settings import Settings
 from cbi_pipeline.steps import data as tasks
 from cbi_pipeline.steps.models import train
 from cbi_pipeline.store.models import load_export, load_neural_model
 from cbi_pipeline.store.root import DataRoot, StorageError
-from cbi_pipeline_tests.conftest import make_tiny_market
+from cbi_pipeline_tests.conftest import assert_quantiles_are_ordered, make_tiny_market
 
 # 700 tiny rows (2007-06-01 .. 2010-02): 3 folds from 2009-07-01 at 1m.
 SMALL = {
@@ -48,7 +48,8 @@ def test_train_neural_writes_the_contract_and_a_loadable_model(settings):
     lines: list[str] = []
     (out,) = train(root, settings, "1m", "gru", SYSTEM, progress=lines.append, overrides=TINY_NET)
     predictions = pl.read_parquet(root.predictions("1m", "gru"))
-    assert tuple(predictions.columns) == PREDICTION_COLUMNS
+    assert tuple(predictions.columns) == STORED_PREDICTION_COLUMNS
+    assert_quantiles_are_ordered(predictions)
     assert (predictions["family"] == "gru").all() and predictions["fold"].n_unique() == 3
     model_dir = root.model_dir("1m", "gru")
     manifest = json.loads((model_dir / "manifest.json").read_text())

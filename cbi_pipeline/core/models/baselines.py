@@ -4,6 +4,9 @@ random_walk: no change, the predicted price is the price at the origin (log retu
 drift: the mean h-step log return of the fold's training rows, unweighted: every labelled row
     whose label window ends before the test origin (the fit rows, the purge gap before the
     validation slice and the validation slice; the drift needs no early stopping).
+ets: statsforecast's AutoETS on log prices, parameters fitted per fold on the prices up to and
+    including the fold's first test origin, states run forward to each origin
+    (``core/models/ets.py`` says exactly which prices each forecast sees).
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from cbi_pipeline.core.vocabulary import BASELINES, DRIFT, RANDOM_WALK
+from cbi_pipeline.core.models.ets import ets_fold
+from cbi_pipeline.core.vocabulary import BASELINES, DRIFT, ETS, RANDOM_WALK
 from cbi_pipeline.core.walkforward import (
     Fold,
     FoldFit,
@@ -41,13 +45,13 @@ def _drift(data: TrainingData, fold: Fold) -> FoldFit:
     return FoldFit(np.full(fold.test_rows.size, mu), {"drift": round(mu, 10)})
 
 
-PREDICTORS = {RANDOM_WALK: _random_walk, DRIFT: _drift}
+PREDICTORS = {RANDOM_WALK: _random_walk, DRIFT: _drift, ETS: ets_fold}
 
 
 def walk_forward_baseline(
     data: TrainingData, folds: list[Fold], name: str, progress: Callable[[str], None] | None = None
 ) -> WalkForwardResult:
-    """Out-of-fold predictions of one baseline (``random_walk`` or ``drift``)."""
+    """Out-of-fold predictions of one baseline (``random_walk``, ``drift`` or ``ets``)."""
     if name not in PREDICTORS:
         raise ValueError(f"unknown baseline {name!r}; expected one of {BASELINES}")
     return run_walk_forward(data, folds, name, PREDICTORS[name], progress)

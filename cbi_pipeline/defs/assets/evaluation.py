@@ -25,8 +25,8 @@ def evaluation(
     this asset say whether it has earned promotion."""
     horizon = context.partition_key
     root = pipeline.root()
-    out = evaluate_root(root, horizon)
     settings = pipeline.settings()
+    out = evaluate_root(root, horizon, gate_spec=settings.gate_spec(horizon))
     registry = Registry(mlflow_tracking.tracker(settings.data_root), settings.target_symbol)
     run_id, url = registry.log_evaluation(horizon, out.payload, mlflow_tracking.run_tags(context))
     payload = out.payload

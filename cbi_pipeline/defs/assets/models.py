@@ -14,6 +14,7 @@ from pydantic import Field
 from cbi_pipeline.core.tables import markdown_table
 from cbi_pipeline.core.vocabulary import (
     BASELINES_TARGET,
+    ENSEMBLE,
     GRU,
     LIGHTGBM,
     LSTM,
@@ -139,6 +140,11 @@ walk-forward with regime weights and early stopping on each fold's validation sl
 ``predictions/{h}/lstm.parquet`` and the final model as ``models/{h}/lstm/model.pt``
 (state_dict) + ``model.json`` (config) with ``manifest.json``; tracked in MLflow with one nested
 run per fold. Runs in the ``accelerator`` pool.""",
+    ENSEMBLE: """The combination of every other family's out-of-fold forecasts, the random walk
+among them: simplex weights fitted at each fold only on earlier folds' out-of-fold errors whose
+labels ended before the fold's origin, shrunk toward the random walk while the evidence is thin.
+It competes as a candidate like any family. Writes ``predictions/{h}/ensemble.parquet`` and
+``models/{h}/ensemble/manifest.json`` (weights per fold, final weights and tonight's forecast).""",
     GRU: """A GRU on the same sequences, folds and training rules as ``lstm_model``. Writes
 ``predictions/{h}/gru.parquet`` and ``models/{h}/gru/model.pt`` + ``model.json`` with
 ``manifest.json``; tracked in MLflow with one nested run per fold. Runs in the ``accelerator``
@@ -150,6 +156,7 @@ KINDS = {
     XGBOOST: {"xgboost", "mlflow"},
     LSTM: {"pytorch", "mlflow"},
     GRU: {"pytorch", "mlflow"},
+    ENSEMBLE: {"polars", "mlflow"},
 }
 
 
@@ -159,7 +166,10 @@ def model_asset(target: str) -> dg.AssetsDefinition:
     spec: dict[str, Any] = {
         "name": MODEL_ASSETS[target],
         "group_name": "models",
-        "deps": MODEL_DEPS,
+        # The ensemble combines the other families' out-of-fold forecasts: it runs after them.
+        "deps": MODEL_DEPS
+        if target != ENSEMBLE
+        else [*MODEL_DEPS, *(a for t, a in MODEL_ASSETS.items() if t != ENSEMBLE)],
         "partitions_def": horizon_partitions,
         "kinds": KINDS[target],
         "description": DESCRIPTIONS[target],
@@ -195,5 +205,6 @@ lightgbm_model = model_asset(LIGHTGBM)
 xgboost_model = model_asset(XGBOOST)
 lstm_model = model_asset(LSTM)
 gru_model = model_asset(GRU)
+ensemble_model = model_asset(ENSEMBLE)
 
-MODEL_ASSET_DEFS = [baselines, lightgbm_model, xgboost_model, lstm_model, gru_model]
+MODEL_ASSET_DEFS = [baselines, lightgbm_model, xgboost_model, lstm_model, gru_model, ensemble_model]
