@@ -180,7 +180,7 @@ def coverage_gate(
         nominal,
         random_walk,
         f"{nominal:.0%} interval covers {covered:.1%} of outcomes "
-        f"({'within' if ok else 'outside'} ±{spec.coverage_tolerance:.0%} of nominal; "
+        f"({'within' if ok else 'outside'} ±{spec.coverage_tolerance * 100:g} points of nominal; "
         f"random walk {'-' if random_walk is None else f'{random_walk:.1%}'})",
         {"tolerance": spec.coverage_tolerance},
     )

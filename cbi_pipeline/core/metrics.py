@@ -203,18 +203,29 @@ def crop_season(month: pl.Expr) -> pl.Expr:
     )
 
 
-def breakdown(
-    frame: pl.DataFrame, by: str, h: int, cost_bp: float = DEFAULT_COST_BP, min_rows: int = 2
-) -> dict[str, MetricSet]:
-    """Metrics per value of ``by`` (``market_regime``, ``quarter``, ``crop_season``, ``fold``)."""
+def breakdown_groups(
+    frame: pl.DataFrame, by: str, min_rows: int = 2
+) -> list[tuple[str, pl.DataFrame]]:
+    """The rows of each value of ``by`` (``market_regime``, ``quarter``, ``crop_season`` — both
+    derived from ``date`` — or ``fold``), in key order, date-sorted, groups under ``min_rows``
+    rows left out: the slices every breakdown of the evaluation is computed on."""
     if by == "quarter":
         frame = frame.with_columns(pl.col("date").dt.quarter().cast(pl.String).alias("quarter"))
     elif by == "crop_season":
         frame = frame.with_columns(crop_season(pl.col("date").dt.month()).alias("crop_season"))
     if by not in frame.columns:
         raise ValueError(f"cannot break metrics down by {by!r}: no such column")
-    out: dict[str, MetricSet] = {}
-    for key, part in sorted(frame.group_by(by), key=lambda kv: str(kv[0][0])):
-        if part.height >= min_rows:
-            out[str(key[0])] = metric_set(part.sort("date"), h, cost_bp)
-    return out
+    return [
+        (str(key[0]), part.sort("date"))
+        for key, part in sorted(frame.group_by(by), key=lambda kv: str(kv[0][0]))
+        if part.height >= min_rows
+    ]
+
+
+def breakdown(
+    frame: pl.DataFrame, by: str, h: int, cost_bp: float = DEFAULT_COST_BP, min_rows: int = 2
+) -> dict[str, MetricSet]:
+    """Metrics per value of ``by`` (``market_regime``, ``quarter``, ``crop_season``, ``fold``)."""
+    return {
+        key: metric_set(part, h, cost_bp) for key, part in breakdown_groups(frame, by, min_rows)
+    }

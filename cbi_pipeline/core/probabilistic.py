@@ -27,7 +27,7 @@ import polars as pl
 from scipy import stats
 
 from cbi_pipeline.core.intervals import INTERVALS, QUANTILE_COLUMNS, QUANTILE_LEVELS
-from cbi_pipeline.core.metrics import crop_season
+from cbi_pipeline.core.metrics import breakdown_groups
 
 # Central interval level -> the key used in reports: 0.8 -> "80".
 INTERVAL_KEYS: dict[float, str] = {level: f"{round(level * 100)}" for level in INTERVALS}
@@ -203,17 +203,11 @@ def probabilistic_breakdown(
     """Probabilistic metrics per value of ``by`` (``market_regime``, ``quarter``, ``crop_season``,
     ``fold``), as ``core/metrics.breakdown`` groups point metrics; groups under ``min_rows`` rows
     are left out."""
-    if by == "quarter":
-        frame = frame.with_columns(pl.col("date").dt.quarter().cast(pl.String).alias("quarter"))
-    elif by == "crop_season":
-        frame = frame.with_columns(crop_season(pl.col("date").dt.month()).alias("crop_season"))
-    if by not in frame.columns:
-        raise ProbabilisticError(f"cannot break metrics down by {by!r}: no such column")
-    out: dict[str, ProbabilisticSet] = {}
-    for key, part in sorted(frame.group_by(by), key=lambda kv: str(kv[0][0])):
-        if part.height >= min_rows:
-            out[str(key[0])] = probabilistic_set(part)
-    return out
+    try:
+        groups = breakdown_groups(frame, by, min_rows)
+    except ValueError as exc:
+        raise ProbabilisticError(str(exc)) from exc
+    return {key: probabilistic_set(part) for key, part in groups}
 
 
 def pinball_skill(model: ProbabilisticSet, benchmark: ProbabilisticSet) -> float:

@@ -89,7 +89,9 @@ from cbi_pipeline.store.root import (
 
 SOURCE_CHAMPION = "champion"
 SOURCE_BENCHMARK = "benchmark"
-CHART_DAYS = 500
+# History shown before the fan: a few horizons' worth, so the 1w fan is not a sliver.
+CHART_HORIZONS = 6
+CHART_MIN_DAYS = 120
 # Families whose forecast from the latest date is stored in their manifest (final.pred_return).
 STORED_RETURN_FAMILIES: tuple[str, ...] = (DRIFT, ETS, ENSEMBLE)
 # The fan's bands, widest first (drawn under the narrower ones).
@@ -424,6 +426,16 @@ def forecast_chart(
         )
     ax.plot([origin, target], [price, row["forecast_price"]], color="#d62728", ls="--", lw=1)
     ax.plot([target], [row["forecast_price"]], "o", color="#d62728", label="forecast")
+    for q in (*INTERVALS[0.9], "q50"):
+        ax.annotate(
+            f"{row[q]:.2f}",
+            (target, row[q]),
+            xytext=(4, 0),
+            textcoords="offset points",
+            fontsize=7,
+            va="center",
+            color="#7f0000",
+        )
     ax.set_title(title)
     ax.set_ylabel("price")
     ax.grid(alpha=0.3)
@@ -439,7 +451,7 @@ def chart_inputs(
     loaded: LoadedExport, oof: pl.DataFrame, days: int
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     export = loaded.frame.select("date", "price")
-    history = export.tail(CHART_DAYS)
+    history = export.tail(max(CHART_MIN_DAYS, CHART_HORIZONS * days))
     targets = export.select("date", pl.col("date").shift(-days).alias("target_date"))
     recent = (
         oof.filter(pl.col("date") >= history["date"].min())

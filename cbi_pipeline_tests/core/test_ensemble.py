@@ -1,5 +1,6 @@
 import dataclasses
 import datetime as dt
+import math
 
 import numpy as np
 import polars as pl
@@ -225,19 +226,40 @@ def test_combination_weights_reject_bad_inputs_precisely():
 # --- walk_forward_ensemble ----------------------------------------------------------------------
 
 
+def naive_earned(data, rows, proposal_preds, calib):
+    """The proposals' record beats the random walk's absolute percentage error on ``calib``."""
+    if not calib:
+        return False
+    ape = rw = 0.0
+    for j in calib:
+        y = data.target[rows[j]]
+        p0 = data.price[rows[j]]
+        ape += abs(y - p0 * math.exp(proposal_preds[j])) / y
+        rw += abs(y - p0) / y
+    return ape < rw
+
+
 def naive_ensemble(data, rows, fold_of, R, spec):
-    """The purge and the combination written as plain loops over rows."""
+    """The purge, the combination and the earned-departure rule written as plain loops."""
     h = data.horizon_days
-    weights, preds = {}, {}
+    weights, preds, proposal_preds = {}, {}, {}
+    rw_only = np.eye(R.shape[1])[0]
     for k in sorted(set(fold_of.tolist())):
         own = [j for j in range(rows.size) if fold_of[j] == k]
         origin = min(rows[j] for j in own)
         calib = [j for j in range(rows.size) if fold_of[j] < k and rows[j] + h < origin]
-        w = combination_weights(R[calib], data.label[rows[calib]], h, spec)
+        proposal = combination_weights(R[calib], data.label[rows[calib]], h, spec)
+        for j in own:
+            proposal_preds[j] = sum(proposal[f] * R[j, f] for f in range(R.shape[1]))
+        w = proposal if naive_earned(data, rows, proposal_preds, calib) else rw_only
         weights[k] = w
         for j in own:
             preds[int(rows[j])] = sum(w[f] * R[j, f] for f in range(R.shape[1]))
-    return weights, preds
+    final = [j for j in range(rows.size) if rows[j] + h <= data.rows - 1]
+    final_w = combination_weights(R[final], data.label[rows[final]], h, spec)
+    if not naive_earned(data, rows, proposal_preds, final):
+        final_w = rw_only
+    return weights, preds, final_w
 
 
 def test_walk_forward_ensemble_equals_the_naive_loop():
@@ -253,7 +275,10 @@ def test_walk_forward_ensemble_equals_the_naive_loop():
     run = walk_forward_ensemble(members, data, spec)
     assert run.members == (RANDOM_WALK, DRIFT, LIGHTGBM, XGBOOST)
     R = np.column_stack([np.zeros(rows.size), *preds.values()])
-    weights, naive_preds = naive_ensemble(data, rows, fold_of, R, spec)
+    weights, naive_preds, naive_final = naive_ensemble(data, rows, fold_of, R, spec)
+    earned = [r.info["earned"] for r in run.result.folds]
+    assert earned[:2] == [False, False]  # no record yet: the random walk
+    assert any(earned)  # a member close to the label earns its departure
 
     p = run.result.predictions
     assert run.result.family == ENSEMBLE
@@ -284,12 +309,7 @@ def test_walk_forward_ensemble_equals_the_naive_loop():
             mape(data.target[rows[own]], data.price[rows[own]] * np.exp(R[own] @ weights[k]))
         )
     # final weights: every out-of-fold row whose label ended by the last export row
-    final = rows + 5 <= data.rows - 1
-    np.testing.assert_allclose(
-        list(run.final_weights.values()),
-        combination_weights(R[final], data.label[rows[final]], 5, spec),
-        atol=1e-15,
-    )
+    np.testing.assert_allclose(list(run.final_weights.values()), naive_final, atol=1e-15)
     assert run.final_weights[LIGHTGBM] > 0.7  # a member close to the label earns weight
 
 
@@ -418,3 +438,19 @@ def test_dates_outside_the_export_and_bad_members_are_errors(tiny):
 def test_the_simplex_solver_enumerates_only_a_small_number_of_members():
     with pytest.raises(EnsembleError, match="at most 12"):
         simplex_least_squares(np.zeros((3, 13)), np.zeros(3))
+
+
+def test_members_that_never_beat_the_random_walk_out_of_sample_never_move_it():
+    """Earned departure: noise members may win in-sample, but their proposals' out-of-sample
+    record loses to no change, so every fold and the final forecast stay the random walk."""
+    data = training_data(export_frame(400, seed=5), "1w")
+    rows, fold_of = oof_rows(data, 60, 30)
+    rng = np.random.default_rng(6)
+    scale = float(np.std(data.label[rows]))
+    preds = {f: rng.normal(0, scale, rows.size) for f in (DRIFT, LIGHTGBM, XGBOOST)}
+    run = walk_forward_ensemble(member_frames(data, rows, fold_of, preds), data, EnsembleSpec(5.0))
+    assert not any(r.info["earned"] for r in run.result.folds)
+    assert (run.result.predictions["pred_return"] == 0).all()
+    assert run.final_weights[RANDOM_WALK] == 1.0
+    proposals = [r.info["proposal_weights"][RANDOM_WALK] for r in run.result.folds[2:]]
+    assert min(proposals) < 1.0  # the proposals did depart: the record is what held them back

@@ -16,6 +16,14 @@ of earlier folds whose label ended before fold ``k``'s first test origin ``s_k``
 (``i + h < s_k``), the same rule the models' training rows follow, so the first fold is the
 random walk. The final weights (for a forecast from the latest date) use every out-of-fold row
 whose label has ended by the last export row.
+
+Earned departure: the weights fitted for each fold are a *proposal*, and its predictions on that
+fold are kept as its track record. Fold ``k`` uses its proposal only when the earlier proposals'
+track record, on the same purged rows (``i + h < s_k``), has a lower mean absolute percentage
+error than the random walk on those rows; otherwise fold ``k`` is the random walk. So the
+combination departs from no change only where departing has paid out of sample before, and the
+first two folds (no record yet) are the random walk. The final forecast follows the same rule on
+the whole record.
 """
 
 from __future__ import annotations
@@ -287,6 +295,33 @@ def member_matrix(
     return order, rows, ref_folds, R
 
 
+def random_walk_weights(members: int) -> np.ndarray:
+    """All the weight on the random walk (member 0): no change."""
+    w = np.zeros(members)
+    w[0] = 1.0
+    return w
+
+
+def track_record(label: np.ndarray, proposal: np.ndarray) -> dict[str, object]:
+    """The proposals' out-of-sample record against the random walk on the given rows: mean
+    absolute percentage errors (|y - y_hat| / y = |1 - exp(pred - label)|) of both, and whether
+    the proposals earned their departure (a strictly lower error on at least one row)."""
+    if label.shape != proposal.shape:
+        raise EnsembleError(f"{label.shape[0]} labels for {proposal.shape[0]} proposals")
+    if label.size == 0:
+        return {"rows": 0, "proposal_ape": None, "random_walk_ape": None, "earned": False}
+    if not np.isfinite(proposal).all():
+        raise EnsembleError("a proposal has no prediction on a row of its own record")
+    ape = float(np.mean(np.abs(1.0 - np.exp(proposal - label))) * 100.0)
+    rw = float(np.mean(np.abs(1.0 - np.exp(-label))) * 100.0)
+    return {
+        "rows": int(label.size),
+        "proposal_ape": round(ape, 6),
+        "random_walk_ape": round(rw, 6),
+        "earned": ape < rw,
+    }
+
+
 def _weights_dict(
     order: tuple[str, ...], w: np.ndarray, digits: int | None = None
 ) -> dict[str, float]:
@@ -309,12 +344,16 @@ def walk_forward_ensemble(
     label = data.label[rows]
     fold_ids = np.unique(folds)
     frames, records, fold_weights = [], [], []
+    proposal_pred = np.full(rows.size, np.nan)  # each fold's proposal on its own rows
     for k, fold in enumerate(fold_ids):
         start = time.perf_counter()
         own = folds == fold
         origin = int(rows[own].min())
         calib = (folds < fold) & (rows + h < origin)
-        w = combination_weights(R[calib], label[calib], h, spec)
+        proposal = combination_weights(R[calib], label[calib], h, spec)
+        proposal_pred[own] = R[own] @ proposal
+        record = track_record(label[calib], proposal_pred[calib])
+        w = proposal if record["earned"] else random_walk_weights(len(order))
         n = int(calib.sum())
         lam = shrinkage(n, h, spec)
         pred = R[own] @ w
@@ -332,6 +371,9 @@ def walk_forward_ensemble(
             seconds=round(seconds, 3),
             info={
                 "weights": _weights_dict(order, w, 6),
+                "proposal_weights": _weights_dict(order, proposal, 6),
+                "earned": record["earned"],
+                "record": {k: v for k, v in record.items() if k != "earned"},
                 "calibration_rows": n,
                 "shrinkage": round(lam, 6),
             },
@@ -349,5 +391,7 @@ def walk_forward_ensemble(
             )
     final = rows + h <= data.rows - 1
     w_final = combination_weights(R[final], label[final], h, spec)
+    if not track_record(label[final], proposal_pred[final])["earned"]:
+        w_final = random_walk_weights(len(order))
     result = WalkForwardResult(ENSEMBLE, pl.concat(frames), tuple(records))
     return EnsembleRun(result, order, tuple(fold_weights), _weights_dict(order, w_final))
