@@ -352,8 +352,8 @@ def walk_forward_ensemble(
         calib = (folds < fold) & (rows + h < origin)
         proposal = combination_weights(R[calib], label[calib], h, spec)
         proposal_pred[own] = R[own] @ proposal
-        record = track_record(label[calib], proposal_pred[calib])
-        w = proposal if record["earned"] else random_walk_weights(len(order))
+        track = track_record(label[calib], proposal_pred[calib])
+        w = proposal if track["earned"] else random_walk_weights(len(order))
         n = int(calib.sum())
         lam = shrinkage(n, h, spec)
         pred = R[own] @ w
@@ -372,8 +372,8 @@ def walk_forward_ensemble(
             info={
                 "weights": _weights_dict(order, w, 6),
                 "proposal_weights": _weights_dict(order, proposal, 6),
-                "earned": record["earned"],
-                "record": {k: v for k, v in record.items() if k != "earned"},
+                "earned": track["earned"],
+                "record": {k: v for k, v in track.items() if k != "earned"},
                 "calibration_rows": n,
                 "shrinkage": round(lam, 6),
             },
