@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import io
 import os
 import textwrap
 from collections.abc import Iterator, Mapping
@@ -47,8 +46,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from cbi_pipeline.core.forecast_plot import forecast_chart
 from cbi_pipeline.core.intervals import (
-    INTERVALS,
     QUANTILE_COLUMNS,
     IntervalSpec,
     forecast_quantiles,
@@ -94,8 +93,6 @@ CHART_HORIZONS = 6
 CHART_MIN_DAYS = 120
 # Families whose forecast from the latest date is stored in their manifest (final.pred_return).
 STORED_RETURN_FAMILIES: tuple[str, ...] = (DRIFT, ETS, ENSEMBLE)
-# The fan's bands, widest first (drawn under the narrower ones).
-FAN_BANDS: tuple[float, ...] = (0.95, 0.8, 0.5)
 # Re-issuing a forecast for the same horizon and origin replaces the log's row.
 LOG_KEY: tuple[str, ...] = ("horizon", "origin_date")
 UTC_TIME = pl.Datetime("us", "UTC")
@@ -388,63 +385,6 @@ def log_lock(path: Path) -> Iterator[None]:
 
 
 # --- the fan chart ---------------------------------------------------------------------------
-
-
-def forecast_chart(
-    history: pl.DataFrame, oof: pl.DataFrame, row: Mapping[str, Any], title: str
-) -> bytes:
-    """Recent prices, the out-of-fold point predictions at their target dates, and the forecast:
-    its 50/80/95% bands as a fan from the origin to the target date, and the point."""
-    import matplotlib  # matplotlib: imported only when a chart is drawn
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # matplotlib
-
-    fig, ax = plt.subplots(figsize=(10, 4.5), dpi=100)
-    ax.plot(
-        history["date"].to_list(), history["price"].to_list(), color="#222", lw=1.2, label="price"
-    )
-    if oof.height:
-        ax.plot(
-            oof["target_date"].to_list(),
-            oof["y_pred"].to_list(),
-            color="#1f77b4",
-            lw=0.9,
-            alpha=0.8,
-            label="out-of-fold prediction (at target date)",
-        )
-    origin, target, price = row["origin_date"], row["target_date"], row["price"]
-    for i, level in enumerate(FAN_BANDS):
-        lo, hi = (row[q] for q in INTERVALS[level])
-        ax.fill(
-            [origin, target, target],
-            [price, lo, hi],
-            color="#d62728",
-            alpha=0.15 + 0.15 * i,
-            lw=0,
-            label=f"{level:.0%} interval",
-        )
-    ax.plot([origin, target], [price, row["forecast_price"]], color="#d62728", ls="--", lw=1)
-    ax.plot([target], [row["forecast_price"]], "o", color="#d62728", label="forecast")
-    for q in (*INTERVALS[0.9], "q50"):
-        ax.annotate(
-            f"{row[q]:.2f}",
-            (target, row[q]),
-            xytext=(4, 0),
-            textcoords="offset points",
-            fontsize=7,
-            va="center",
-            color="#7f0000",
-        )
-    ax.set_title(title)
-    ax.set_ylabel("price")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize=8)
-    fig.autofmt_xdate()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
 
 
 def chart_inputs(
