@@ -78,7 +78,7 @@ def test_intervals_that_cover_too_little_fail_a_coverage_gate_and_exit_1(tmp_pat
     assert code == 1
     assert out.splitlines()[-1] == f"a gate fails: {GATE_COVERAGE_80}, {GATE_COVERAGE_90}"
     code, out, _ = evaluate(tmp_path, frame("narrow"), capsys, "--coverage-tolerance", "0.95")
-    assert code == 0 and "(within ±95% of nominal" in out
+    assert code == 0 and "(within ±95 points of nominal" in out
 
 
 def test_without_quantile_columns_there_is_no_probabilistic_block(tmp_path, capsys):
