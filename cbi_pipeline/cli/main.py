@@ -1,5 +1,5 @@
-"""The ``cbi`` command: the seed's scripts on the same steps as the assets, one module per
-subcommand in this folder."""
+"""The ``cbi`` command: one module per subcommand in this folder, each on the same steps as the
+Dagster assets."""
 
 from __future__ import annotations
 
@@ -15,6 +15,10 @@ from cbi_pipeline.core.regimes import RegimeConfigError
 from cbi_pipeline.steps.promotion import PromotionError
 from cbi_pipeline.store.root import StorageError
 
+DESCRIPTION = (
+    "cbi_pipeline from the terminal: the pipeline's steps on the same code as the Dagster assets "
+    "(export, diagnostics, correlations, train, evaluate) and the whole cycle (cycle)."
+)
 # Each subcommand module defines NAME, HELP, DESCRIPTION, add_arguments(parser) and run(args).
 SUBCOMMANDS = (config, export, cycle, diagnostics, correlations, train, evaluate)
 
@@ -30,7 +34,7 @@ EXPECTED_ERRORS = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cbi", description=__doc__)
+    parser = argparse.ArgumentParser(prog="cbi", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True)
     for command in SUBCOMMANDS:
         p = sub.add_parser(
