@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import Field, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,12 @@ from cbi_pipeline.core.vocabulary import horizon_days
 from cbi_pipeline.core.walkforward import WalkForwardSpec
 
 ENV_PREFIX = "CBI_"
+SURFACE = re.compile(r"[A-Za-z0-9_-]+")
+
+
+class SettingsError(ValueError):
+    """A setting has a value the pipeline cannot run with; the message names it and its
+    variable."""
 
 
 def setting(default: object, description: str) -> Any:
@@ -33,7 +41,8 @@ def setting(default: object, description: str) -> Any:
 @dataclass(frozen=True)
 class Settings:
     """What the pipeline reads and where it writes. Each field has a ``CBI_<FIELD>`` env override
-    (``describe_settings()`` lists them with their defaults and meaning)."""
+    (``describe(name)`` gives its meaning and default). Values are checked on creation: a bad
+    one is an error naming the setting and its variable, before anything reads or writes."""
 
     data_root: str = setting(
         "data", "Folder (or fsspec URL) that holds every output (the data-root layout)."
@@ -111,6 +120,51 @@ class Settings:
         "Correlation cache: extra series (comma-separated) paired with the target and exported "
         "as rolling-correlation features.",
     )
+
+    def __post_init__(self) -> None:
+        problems = [
+            f"{name} ({env_name(name)}) = {getattr(self, name)!r}: expected {rule}"
+            for name, rule, ok in self._rules()
+            if not ok(getattr(self, name))
+        ]
+        if problems:
+            raise SettingsError("invalid setting(s): " + "; ".join(problems))
+
+    @staticmethod
+    def _rules() -> tuple[tuple[str, str, Callable[[Any], bool]], ...]:
+        def at_least(n: float) -> Callable[[Any], bool]:
+            return lambda v: math.isfinite(v) and v >= n
+
+        def iso_date(v: str) -> bool:
+            try:
+                dt.date.fromisoformat(v)
+            except ValueError:
+                return False
+            return True
+
+        return (
+            ("data_root", "a folder or URL (not empty)", lambda v: bool(str(v).strip())),
+            ("target_symbol", "a symbol (not empty)", lambda v: bool(v.strip())),
+            ("surface", "letters, digits, '_' or '-'", lambda v: SURFACE.fullmatch(v) is not None),
+            ("sample_start", "an ISO date (YYYY-MM-DD)", iso_date),
+            ("sample_end", "empty or an ISO date (YYYY-MM-DD)", lambda v: v == "" or iso_date(v)),
+            ("first_test_date", "an ISO date (YYYY-MM-DD)", iso_date),
+            ("market_staleness_days", "an integer >= 0", at_least(0)),
+            ("signal_staleness_days", "an integer >= 0", at_least(0)),
+            ("refit_step_days", "an integer >= 1", at_least(1)),
+            ("validation_rows", "an integer >= 1", at_least(1)),
+            ("min_train_rows", "an integer >= 1", at_least(1)),
+            ("max_features", "an integer >= 0 (0 = all)", at_least(0)),
+            ("max_bin", "an integer >= 2", at_least(2)),
+            ("sample_seed", "an integer >= 0", at_least(0)),
+            ("train_seed", "an integer >= 0", at_least(0)),
+            ("cache_max_age_days", "an integer >= 0", at_least(0)),
+            ("correlation_top_k", "an integer >= 1", at_least(1)),
+            ("ewma_lambda", "a number strictly between 0 and 1", lambda v: 0 < v < 1),
+            ("min_calibration_rows", "an integer >= 0", at_least(0)),
+            ("coverage_tolerance", "a number in [0, 1)", lambda v: 0 <= v < 1),
+            ("ensemble_shrinkage_periods", "a finite number >= 0", at_least(0)),
+        )
 
     @property
     def uses_sample(self) -> bool:

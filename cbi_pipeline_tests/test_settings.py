@@ -12,6 +12,7 @@ from cbi_pipeline.cli.main import build_parser
 from cbi_pipeline.defs.resources import PipelineSettings
 from cbi_pipeline.settings import (
     Settings,
+    SettingsError,
     describe,
     env_name,
     setting_fields,
@@ -104,3 +105,39 @@ def test_no_setting_is_read_when_the_code_location_is_imported():
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "load failed: CBI_REFIT_STEP_DAYS='abc': expected an integer" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        (
+            {"CBI_MARKET_STALENESS_DAYS": "-5"},
+            "market_staleness_days (CBI_MARKET_STALENESS_DAYS) = -5",
+        ),
+        ({"CBI_REFIT_STEP_DAYS": "0"}, "refit_step_days (CBI_REFIT_STEP_DAYS) = 0"),
+        ({"CBI_EWMA_LAMBDA": "1.5"}, "ewma_lambda (CBI_EWMA_LAMBDA) = 1.5"),
+        ({"CBI_SURFACE": "../prod"}, "surface (CBI_SURFACE) = '../prod'"),
+        ({"CBI_FIRST_TEST_DATE": "2010/01/04"}, "first_test_date (CBI_FIRST_TEST_DATE)"),
+        ({"CBI_ENSEMBLE_SHRINKAGE_PERIODS": "nan"}, "ensemble_shrinkage_periods"),
+    ],
+)
+def test_a_setting_the_pipeline_cannot_run_with_is_refused_by_name(env, named):
+    with pytest.raises(SettingsError, match="invalid setting") as info:
+        settings_from_env(env=env)
+    assert named in str(info.value)
+
+
+def test_every_default_is_a_valid_setting_and_errors_are_reported_together():
+    assert Settings() == settings_from_env(env={})
+    with pytest.raises(SettingsError) as info:
+        settings_from_env(env={"CBI_MAX_BIN": "1", "CBI_CORRELATION_TOP_K": "0"})
+    assert "max_bin" in str(info.value) and "correlation_top_k" in str(info.value)
+
+
+def test_cbi_refuses_a_bad_setting_before_writing_anything(tmp_path, monkeypatch, capsys):
+    from cbi_pipeline.cli.main import main
+
+    monkeypatch.setenv("CBI_SIGNAL_STALENESS_DAYS", "-1")
+    assert main(["export", "--data-root", str(tmp_path / "root")]) == 2
+    assert "signal_staleness_days (CBI_SIGNAL_STALENESS_DAYS) = -1" in capsys.readouterr().err
+    assert not (tmp_path / "root").exists()

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import metadata
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
@@ -38,6 +38,7 @@ from cbi_pipeline.settings import Settings
 from cbi_pipeline.store.root import (
     DataRoot,
     StorageError,
+    is_local,
     read_json,
     write_bytes,
     write_json,
@@ -221,7 +222,15 @@ def current_champion(root: DataRoot, horizon: str) -> dict[str, Any] | None:
     if not path.exists():
         return None
     pointer = read_json(path, "champion")
-    model_dir = root.path(pointer["model_dir"])
+    relative = PurePosixPath(str(pointer.get("model_dir", "")))
+    if relative.is_absolute() or ".." in relative.parts or not relative.parts:
+        raise StorageError(
+            f"{path}: model_dir {str(relative)!r} must be a path inside the data root "
+            "(relative, without '..')"
+        )
+    model_dir = root.path(*relative.parts)
+    if is_local(model_dir) and not model_dir.resolve().is_relative_to(root.root.resolve()):
+        raise StorageError(f"{path}: model_dir {str(relative)!r} leads outside the data root")
     if not model_dir.is_dir():
         raise StorageError(f"{path}: points to {model_dir}, which does not exist")
     return dict(pointer)

@@ -103,3 +103,19 @@ def test_every_check_passes_on_the_real_file_for_every_horizon(real_data, tmp_pa
         assert payload["leakage"]["truncation"]["status"] == "passed"
         assert payload["leakage"]["canary"]["passed"]
     capsys.readouterr()
+
+
+def test_a_user_export_with_an_infinite_feature_fails_naming_the_column(export, tmp_path, capsys):
+    feature = next(c for c in export.columns if c.startswith("zl_") and export.schema[c].is_float())
+    rows = pl.int_range(pl.len()) == 300
+    bad = export.with_columns(
+        pl.when(rows).then(float("inf")).otherwise(pl.col(feature)).alias(feature)
+    )
+    user = tmp_path / "mine.parquet"
+    bad.write_parquet(user)
+    out = tmp_path / "report.json"
+    assert main(["diagnostics", "--data-path", str(user), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{user}: 1 feature column(s) hold infinite values: {feature} (1 rows)" in err
+    assert str(export["date"][300]) in err
+    assert not out.exists()

@@ -39,3 +39,22 @@ def test_a_pointer_to_a_missing_folder_is_an_error_naming_both(tmp_path):
         StorageError, match=r"champion\.json: points to .*gone, which does not exist"
     ):
         current_champion(root, "1w")
+
+
+@pytest.mark.parametrize("model_dir", ["../../outside", "/etc", "models/../../elsewhere", ""])
+def test_a_pointer_that_leaves_the_data_root_is_refused(tmp_path, model_dir):
+    root = DataRoot(tmp_path / "root")
+    (tmp_path / "outside").mkdir()
+    write_champion(root, "1m", {"family": "drift", "model_dir": model_dir})
+    with pytest.raises(StorageError, match=r"champion\.json: model_dir .* inside the data root"):
+        current_champion(root, "1m")
+
+
+def test_a_pointer_through_a_link_out_of_the_data_root_is_refused(tmp_path):
+    root = DataRoot(tmp_path / "root")
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "root" / "models").mkdir(parents=True)
+    (tmp_path / "root" / "models" / "link").symlink_to(tmp_path / "outside")
+    write_champion(root, "1m", {"family": "drift", "model_dir": "models/link"})
+    with pytest.raises(StorageError, match="leads outside the data root"):
+        current_champion(root, "1m")

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from cbi_pipeline.core.export import PRICE_COL
+from cbi_pipeline.core.export import PRICE_COL, feature_columns
 from cbi_pipeline.core.leakage.arrays import close_mask, float_column, shift_ahead
 from cbi_pipeline.core.leakage.spec import DEFAULT_LEAKAGE, LeakageSpec
 from cbi_pipeline.core.vocabulary import horizon_days, target_column
@@ -43,6 +43,19 @@ def require_columns(export: pl.DataFrame, horizon: str, source: str = "export") 
     for col in (PRICE_COL, target_column(horizon), "training_weight"):
         if not schema[col].is_numeric():
             raise ValueError(f"{source}: column {col!r} is {schema[col]}, expected a number")
+    floats = [c for c in feature_columns(export) if schema[c].is_float()]
+    if floats:
+        counts = export.select(pl.col(c).is_infinite().sum() for c in floats).row(0, named=True)
+        infinite = {c: int(n) for c, n in counts.items() if n}
+        if infinite:
+            first = next(iter(infinite))
+            dates = export.filter(pl.col(first).is_infinite())["date"].head(3).to_list()
+            raise ValueError(
+                f"{source}: {len(infinite)} feature column(s) hold infinite values: "
+                + ", ".join(f"{c} ({n} rows)" for c, n in list(infinite.items())[:5])
+                + f"; e.g. {first!r} on {[str(d) for d in dates]}; expected finite numbers or "
+                "nulls (missing)"
+            )
 
 
 def check_alignment(
