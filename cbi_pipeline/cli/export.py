@@ -13,7 +13,13 @@ from cbi_pipeline.cli.arguments import (
     settings_from_args,
 )
 from cbi_pipeline.core.export import summarize_export
-from cbi_pipeline.steps.data import build_exports, build_panel, load_raw, write_raw
+from cbi_pipeline.steps.data import (
+    build_exports,
+    build_panel,
+    check_buildable,
+    load_raw,
+    write_raw,
+)
 from cbi_pipeline.store.root import DataRoot
 
 NAME = "export"
@@ -36,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     root = DataRoot(settings.data_root)
     start = time.perf_counter()
-    raw = load_raw(settings)
+    raw = load_raw(settings, horizons=horizons(args.horizon))
+    check_buildable(raw, settings)
     write_raw(root, raw)
     panel = build_panel(root, settings)
     for result in build_exports(root, settings, horizons(args.horizon), panel=panel):

@@ -15,6 +15,8 @@ import polars as pl
 MARKET_REQUIRED = ("date", "symbol", "close")
 MARKET_OPTIONAL = ("open", "high", "low", "volume")
 MARKET_PRICES = ("open", "high", "low", "close")
+DATE_FLOOR = dt.date(1900, 1, 1)  # no exchange-traded series here starts earlier
+PRICE_RANGE = 1000.0  # a price this many times above or below its series' median is an error
 SIGNALS_REQUIRED = ("date", "series", "value")
 SOURCE_COL = "_source"
 ROW_COL = "_row"
@@ -130,11 +132,57 @@ def _base_checks(frame: pl.DataFrame, source: str, required: Sequence[str], kind
         )
 
 
-def normalize_market(frame: pl.DataFrame, source: str) -> pl.DataFrame:
-    """Validate one raw market frame and return it typed in the contract's column order."""
+def _check_dates(frame: pl.DataFrame, source: str, today: dt.date | None) -> None:
+    """No date before the floor, none after ``today`` (the day the data is read) by more than a
+    day: a future row would give past rows labels from years ahead."""
+    key = ["date", *[c for c in ("symbol", "series") if c in frame.columns]]
+    bad = frame.filter(pl.col("date") < DATE_FLOOR)
+    if bad.height:
+        raise _fail(source, "date", f"is before {DATE_FLOOR}", "a plausible market date", bad, key)
+    if today is not None:
+        limit = today + dt.timedelta(days=1)
+        bad = frame.filter(pl.col("date") > limit)
+        if bad.height:
+            raise _fail(
+                source, "date", f"is after {limit} (today {today})", "no future dates", bad, key
+            )
+
+
+def _check_price_shape(frame: pl.DataFrame, source: str) -> None:
+    """high >= low, the close inside [low, high] where both are given, and every price within a
+    factor of PRICE_RANGE of its symbol's median in this file (1e300 is no soybean oil price)."""
+    key = ["date", "symbol", "open", "high", "low", "close"]
+    bad = frame.filter((pl.col("high") < pl.col("low")).fill_null(False))
+    if bad.height:
+        raise _fail(source, "high", "is below 'low'", "high >= low", bad, key)
+    outside = (pl.col("close") < pl.col("low")) | (pl.col("close") > pl.col("high"))
+    bad = frame.filter(outside.fill_null(False))
+    if bad.height:
+        raise _fail(source, "close", "is outside [low, high]", "low <= close <= high", bad, key)
+    for col in MARKET_PRICES:
+        ratio = pl.col(col) / pl.col(col).median().over("symbol")
+        implausible = (ratio > PRICE_RANGE) | (ratio < 1 / PRICE_RANGE)
+        bad = frame.filter(implausible.fill_null(False))
+        if bad.height:
+            raise _fail(
+                source,
+                col,
+                f"is more than {PRICE_RANGE:g}x away from its symbol's median in this file",
+                "prices of one series on one scale (a unit or decimal error?)",
+                bad,
+                ["date", "symbol", col],
+            )
+
+
+def normalize_market(
+    frame: pl.DataFrame, source: str, today: dt.date | None = None
+) -> pl.DataFrame:
+    """Validate one raw market frame and return it typed in the contract's column order.
+    ``today``: the day the data is read; rows dated more than a day after it are refused."""
     _base_checks(frame, source, MARKET_REQUIRED, "market")
     frame = frame.with_row_index(ROW_COL, offset=1)
     frame = _parse_dates(frame, source)
+    _check_dates(frame, source, today)
     frame = frame.with_columns(pl.col("symbol").cast(pl.String).str.strip_chars())
     bad = frame.filter(pl.col("symbol").is_null() | (pl.col("symbol") == ""))
     if bad.height:
@@ -159,6 +207,7 @@ def normalize_market(frame: pl.DataFrame, source: str) -> pl.DataFrame:
                 bad,
                 ["date", "symbol", col],
             )
+    _check_price_shape(frame, source)
     bad = frame.filter((~pl.col("volume").is_finite() | (pl.col("volume") < 0)).fill_null(False))
     if bad.height:
         raise _fail(
@@ -176,11 +225,14 @@ def normalize_market(frame: pl.DataFrame, source: str) -> pl.DataFrame:
     )
 
 
-def normalize_signals(frame: pl.DataFrame, source: str) -> pl.DataFrame:
+def normalize_signals(
+    frame: pl.DataFrame, source: str, today: dt.date | None = None
+) -> pl.DataFrame:
     """Validate one raw signals frame (date, series, value) and return it typed."""
     _base_checks(frame, source, SIGNALS_REQUIRED, "signals")
     frame = frame.with_row_index(ROW_COL, offset=1)
     frame = _parse_dates(frame, source)
+    _check_dates(frame, source, today)
     frame = frame.with_columns(pl.col("series").cast(pl.String).str.strip_chars())
     bad = frame.filter(pl.col("series").is_null() | (pl.col("series") == ""))
     if bad.height:
@@ -225,6 +277,17 @@ def combine_market(frames: Sequence[pl.DataFrame]) -> pl.DataFrame:
         raise DataContractError("no raw market files were given; expected at least one")
     combined = pl.concat(frames, how="vertical")
     _check_duplicates(combined, ("date", "symbol"), "market")
+    by_case = (
+        combined.group_by(pl.col("symbol").str.to_uppercase().alias("upper"))
+        .agg(pl.col("symbol").unique().sort(), pl.col(SOURCE_COL).unique().sort())
+        .filter(pl.col("symbol").list.len() > 1)
+    )
+    if by_case.height:
+        clash = by_case.row(0, named=True)
+        raise DataContractError(
+            f"{', '.join(clash[SOURCE_COL])}: column 'symbol': {clash['symbol']} differ only in "
+            "case; expected one spelling per series (symbols name columns and features)"
+        )
     return combined.drop(SOURCE_COL, ROW_COL).sort("symbol", "date")
 
 

@@ -93,16 +93,30 @@ def regimes_from_json(text: str, source: str = "<regimes>") -> tuple[Regime, ...
                 f"{source}: each regime needs at least 'name' and 'weight': {item!r}"
             )
         name = str(item["name"])
+        weight, crisis = item["weight"], item.get("crisis", False)
+        if isinstance(weight, bool) or not isinstance(weight, int | float):
+            raise RegimeConfigError(
+                f"{source}: regime {name!r}: weight {weight!r} is not a number; expected a "
+                "number such as 500"
+            )
+        if not isinstance(crisis, bool):
+            raise RegimeConfigError(
+                f"{source}: regime {name!r}: crisis {crisis!r} is not a JSON boolean; expected "
+                "true or false (unquoted)"
+            )
         regimes.append(
             Regime(
                 name=name,
                 start=_date_or_none(item.get("start"), "start", name),
                 end=_date_or_none(item.get("end"), "end", name),
-                weight=float(item["weight"]),
-                crisis=bool(item.get("crisis", False)),
+                weight=float(weight),
+                crisis=crisis,
             )
         )
-    return validate_regimes(tuple(regimes))
+    try:
+        return validate_regimes(tuple(regimes))
+    except RegimeConfigError as exc:
+        raise RegimeConfigError(f"{source}: {exc}") from exc
 
 
 def regimes_to_json(regimes: tuple[Regime, ...]) -> str:

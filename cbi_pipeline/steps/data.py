@@ -25,7 +25,7 @@ from cbi_pipeline.core.export import build_export, export_filename, summarize_ex
 from cbi_pipeline.core.features import FeatureDef, build_features
 from cbi_pipeline.core.panel import build_market_panel, close_column
 from cbi_pipeline.core.sample.generator import SampleSpec, generate_sample_market
-from cbi_pipeline.core.vocabulary import HORIZON_LABELS
+from cbi_pipeline.core.vocabulary import HORIZON_LABELS, horizon_days
 from cbi_pipeline.settings import Settings
 from cbi_pipeline.steps.correlations import join_correlation_features
 from cbi_pipeline.store.root import DataRoot, read_parquet, write_json, write_parquet
@@ -39,26 +39,58 @@ class RawData:
     source: str
 
 
-def load_raw(settings: Settings, today: dt.date | None = None) -> RawData:
-    """The sample market or the user's files, validated through the same contract checks."""
+def load_raw(
+    settings: Settings,
+    today: dt.date | None = None,
+    horizons: Iterable[str] = HORIZON_LABELS,
+) -> RawData:
+    """The sample market or the user's files, validated through the same contract checks, with
+    everything else a run reads (the regime calendar) and the target's history long enough to
+    label every horizon asked for: all of it before anything is written."""
+    today = today or dt.date.today()
+    settings.regimes()  # a bad calendar fails here, not after the raw copies are replaced
     if settings.uses_sample:
         start, end = settings.sample_dates()
         sample = generate_sample_market(
             SampleSpec(start=start, end=end, seed=settings.sample_seed), today=today
         )
-        market = combine_market([normalize_market(sample.market, "sample market")])
-        signals = combine_signals([normalize_signals(sample.signals, "sample signals")])
+        market = combine_market([normalize_market(sample.market, "sample market", today)])
+        signals = combine_signals([normalize_signals(sample.signals, "sample signals", today)])
         source = f"sample market (seed {settings.sample_seed})"
     else:
-        market = load_market_files(settings.market_paths)
+        market = load_market_files(settings.market_paths, today)
         signals = (
-            load_signal_files(settings.signal_paths)
+            load_signal_files(settings.signal_paths, today)
             if settings.signal_paths
             else combine_signals([])
         )
         source = ", ".join(settings.market_paths + settings.signal_paths)
     check_market_coverage(market, settings.target_symbol)
+    check_history_length(market, settings.target_symbol, horizons, source)
     return RawData(market, signals, source)
+
+
+def check_history_length(
+    market: pl.DataFrame, target_symbol: str, horizons: Iterable[str], source: str
+) -> None:
+    """Every horizon to be built needs more target days than its label spans; else its export
+    would have no labelled row."""
+    days = market.filter(pl.col("symbol") == target_symbol)["date"].n_unique()
+    short = {h: horizon_days(h) for h in horizons if days <= horizon_days(h)}
+    if short:
+        raise DataContractError(
+            f"{source}: the target {target_symbol} has {days} trading days, too few to label "
+            + ", ".join(f"{h} (needs more than {n})" for h, n in short.items())
+            + "; expected a longer history (or build only the shorter horizons)"
+        )
+
+
+def check_buildable(raw: RawData, settings: Settings) -> None:
+    """Build the panel and the features in memory, as the next steps will: whatever fails there
+    (a signal or symbol whose features collide with others, ...) fails before the raw copies
+    are replaced."""
+    panel = build_market_panel(raw.market, raw.signals, settings.panel_spec())
+    build_features(panel, settings.feature_spec())
 
 
 def write_raw(root: DataRoot, raw: RawData) -> tuple[Path, Path]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import glob
 from collections.abc import Sequence
 from pathlib import Path
@@ -48,11 +49,15 @@ def read_table(path: Path) -> pl.DataFrame:
     raise DataContractError(f"{path}: unsupported file type {suffix!r}; expected .parquet or .csv")
 
 
-def load_market_files(patterns: Sequence[str]) -> pl.DataFrame:
+def load_market_files(patterns: Sequence[str], today: dt.date | None = None) -> pl.DataFrame:
+    """Every market file, validated; rows dated after ``today`` (default: the clock's date) by
+    more than a day are refused."""
     files = expand_paths(patterns, "market")
-    return combine_market([normalize_market(read_table(f), str(f)) for f in files])
+    today = today or dt.date.today()
+    return combine_market([normalize_market(read_table(f), str(f), today) for f in files])
 
 
-def load_signal_files(patterns: Sequence[str]) -> pl.DataFrame:
+def load_signal_files(patterns: Sequence[str], today: dt.date | None = None) -> pl.DataFrame:
     files = expand_paths(patterns, "signals")
-    return combine_signals([normalize_signals(read_table(f), str(f)) for f in files])
+    today = today or dt.date.today()
+    return combine_signals([normalize_signals(read_table(f), str(f), today) for f in files])

@@ -7,7 +7,13 @@ from cbi_pipeline.core.export import summarize_export
 from cbi_pipeline.core.tables import markdown_table
 from cbi_pipeline.defs.partitions import horizon_partitions
 from cbi_pipeline.defs.resources import PipelineSettings
-from cbi_pipeline.steps.data import build_exports, build_panel, load_raw, write_raw
+from cbi_pipeline.steps.data import (
+    build_exports,
+    build_panel,
+    check_buildable,
+    load_raw,
+    write_raw,
+)
 
 
 def _date_range(frame: pl.DataFrame) -> str:
@@ -23,6 +29,7 @@ def raw_market(
     before anything is written. Stored as ``raw/market.parquet`` and ``raw/signals.parquet``."""
     settings = pipeline.settings()
     raw = load_raw(settings)
+    check_buildable(raw, settings)
     market_path, signals_path = write_raw(pipeline.root(), raw)
     per_symbol = (
         raw.market.group_by("symbol")
