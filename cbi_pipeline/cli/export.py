@@ -15,9 +15,9 @@ from cbi_pipeline.cli.arguments import (
 from cbi_pipeline.core.export import summarize_export
 from cbi_pipeline.steps.data import (
     build_exports,
-    build_panel,
     check_buildable,
     load_raw,
+    write_panel,
     write_raw,
 )
 from cbi_pipeline.store.root import DataRoot
@@ -43,9 +43,9 @@ def run(args: argparse.Namespace) -> int:
     root = DataRoot(settings.data_root)
     start = time.perf_counter()
     raw = load_raw(settings, horizons=horizons(args.horizon))
-    check_buildable(raw, settings)
+    panel = check_buildable(raw, settings)
     write_raw(root, raw)
-    panel = build_panel(root, settings)
+    write_panel(root, panel)
     for result in build_exports(root, settings, horizons(args.horizon), panel=panel):
         s = summarize_export(result.frame, result.horizon)
         print(

@@ -85,12 +85,17 @@ def check_history_length(
         )
 
 
-def check_buildable(raw: RawData, settings: Settings) -> None:
+def check_buildable(raw: RawData, settings: Settings) -> pl.DataFrame:
     """Build the panel and the features in memory, as the next steps will: whatever fails there
     (a signal or symbol whose features collide with others, ...) fails before the raw copies
-    are replaced."""
+    are replaced. Returns the panel, for a caller that writes it next (``write_panel``)."""
     panel = build_market_panel(raw.market, raw.signals, settings.panel_spec())
     build_features(panel, settings.feature_spec())
+    return panel
+
+
+def write_panel(root: DataRoot, panel: pl.DataFrame) -> Path:
+    return write_parquet(panel, root.market_panel)
 
 
 def write_raw(root: DataRoot, raw: RawData) -> tuple[Path, Path]:
@@ -104,7 +109,7 @@ def read_raw(root: DataRoot) -> tuple[pl.DataFrame, pl.DataFrame]:
 def build_panel(root: DataRoot, settings: Settings) -> pl.DataFrame:
     market, signals = read_raw(root)
     panel = build_market_panel(market, signals, settings.panel_spec())
-    write_parquet(panel, root.market_panel)
+    write_panel(root, panel)
     return panel
 
 

@@ -41,15 +41,15 @@ def test_writes_round_trip_and_leave_no_temporary_file(tmp_path):
     assert sorted(p.name for p in (tmp_path / "deep").iterdir()) == ["f.bin", "f.json", "f.parquet"]
 
 
-def test_a_failed_write_keeps_the_earlier_file_and_leaves_no_temporary(tmp_path):
+def test_a_failed_write_keeps_the_earlier_file_and_leaves_no_temporary(tmp_path, monkeypatch):
     path = write_json({"good": True}, tmp_path / "f.json")
 
-    class Unserialisable:
-        def __str__(self) -> str:
-            raise RuntimeError("cannot render")
+    def fail(fd: int) -> None:  # the temporary file is written, then the disk gives up
+        raise OSError("disk full")
 
-    with pytest.raises(RuntimeError, match="cannot render"):
-        write_json({"bad": Unserialisable()}, path)
+    monkeypatch.setattr("cbi_pipeline.store.root.os.fsync", fail)
+    with pytest.raises(OSError, match="disk full"):
+        write_json({"good": False}, path)
     assert json.loads(path.read_text()) == {"good": True}
     assert [p.name for p in tmp_path.iterdir()] == ["f.json"]
 
