@@ -68,7 +68,11 @@ def train_ensemble(
         model_file=None,
         model_bytes=None,
         features=[],
-        parameters={"shrinkage_periods": spec.shrinkage_periods, "members": list(run.members)},
+        parameters={
+            "shrinkage_periods": spec.shrinkage_periods,
+            "departure_p": spec.departure_p,
+            "members": list(run.members),
+        },
         final={
             "pred_return": float(pred_return),
             "weights": run.final_weights,

@@ -15,8 +15,10 @@ from cbi_pipeline.core.models.ensemble import (
     combination_weights,
     shrinkage,
     simplex_least_squares,
+    track_record,
     walk_forward_ensemble,
 )
+from cbi_pipeline.core.probabilistic import diebold_mariano
 from cbi_pipeline.core.vocabulary import DRIFT, ENSEMBLE, LIGHTGBM, RANDOM_WALK, XGBOOST
 from cbi_pipeline.core.walkforward import (
     PREDICTION_COLUMNS,
@@ -226,17 +228,22 @@ def test_combination_weights_reject_bad_inputs_precisely():
 # --- walk_forward_ensemble ----------------------------------------------------------------------
 
 
-def naive_earned(data, rows, proposal_preds, calib):
-    """The proposals' record beats the random walk's absolute percentage error on ``calib``."""
-    if not calib:
+def naive_earned(data, rows, proposal_preds, calib, spec):
+    """The proposals' record beats the random walk's absolute percentage errors on ``calib`` with
+    a one-sided Diebold–Mariano p-value below ``spec.departure_p`` (losses written as a loop)."""
+    h = data.horizon_days
+    if len(calib) <= 2 * h:
         return False
-    ape = rw = 0.0
+    ape, rw = [], []
     for j in calib:
         y = data.target[rows[j]]
         p0 = data.price[rows[j]]
-        ape += abs(y - p0 * math.exp(proposal_preds[j])) / y
-        rw += abs(y - p0) / y
-    return ape < rw
+        ape.append(abs(y - p0 * math.exp(proposal_preds[j])) / y * 100)
+        rw.append(abs(y - p0) / y * 100)
+    diffs = [a - b for a, b in zip(ape, rw, strict=True)]
+    if max(diffs) == min(diffs):
+        return False
+    return diebold_mariano(ape, rw, h).p_value < spec.departure_p
 
 
 def naive_ensemble(data, rows, fold_of, R, spec):
@@ -251,13 +258,13 @@ def naive_ensemble(data, rows, fold_of, R, spec):
         proposal = combination_weights(R[calib], data.label[rows[calib]], h, spec)
         for j in own:
             proposal_preds[j] = sum(proposal[f] * R[j, f] for f in range(R.shape[1]))
-        w = proposal if naive_earned(data, rows, proposal_preds, calib) else rw_only
+        w = proposal if naive_earned(data, rows, proposal_preds, calib, spec) else rw_only
         weights[k] = w
         for j in own:
             preds[int(rows[j])] = sum(w[f] * R[j, f] for f in range(R.shape[1]))
     final = [j for j in range(rows.size) if rows[j] + h <= data.rows - 1]
     final_w = combination_weights(R[final], data.label[rows[final]], h, spec)
-    if not naive_earned(data, rows, proposal_preds, final):
+    if not naive_earned(data, rows, proposal_preds, final, spec):
         final_w = rw_only
     return weights, preds, final_w
 
@@ -454,3 +461,32 @@ def test_members_that_never_beat_the_random_walk_out_of_sample_never_move_it():
     assert run.final_weights[RANDOM_WALK] == 1.0
     proposals = [r.info["proposal_weights"][RANDOM_WALK] for r in run.result.folds[2:]]
     assert min(proposals) < 1.0  # the proposals did depart: the record is what held them back
+
+
+def test_a_record_earns_departure_only_when_its_lead_is_more_than_noise():
+    """The same small lead over the random walk: significant on a long record, not on a short one;
+    the plain "lower mean error" rule is departure_p = 0.5."""
+    rng = np.random.default_rng(11)
+    n = 3000
+    label = rng.normal(0, 0.02, n)
+    # a fifth of each label plus noise: a small, real edge over no change
+    proposal = 0.2 * label + rng.normal(0, 0.01, n)
+    strict, plain = EnsembleSpec(departure_p=0.05), EnsembleSpec(departure_p=0.5)
+    long = track_record(label, proposal, 1, strict)
+    assert long["proposal_ape"] < long["random_walk_ape"]
+    assert long["dm_p_value"] < 0.05 and long["earned"] and long["why"] is None
+    short = track_record(label[:40], proposal[:40], 1, strict)
+    assert short["dm_p_value"] >= 0.05 and not short["earned"]
+    assert "not below 0.05" in short["why"]
+    lower = short["proposal_ape"] < short["random_walk_ape"]
+    assert track_record(label[:40], proposal[:40], 1, plain)["earned"] == lower
+
+
+def test_a_record_too_short_for_the_test_or_identical_to_the_random_walk_earns_nothing():
+    label = np.linspace(-0.01, 0.01, 10)
+    short = track_record(label, label, 5, EnsembleSpec(departure_p=1.0))
+    assert not short["earned"] and "needs more than 10" in short["why"]
+    same = track_record(label, np.zeros(10), 1, EnsembleSpec(departure_p=1.0))
+    assert not same["earned"] and "never differed" in same["why"]
+    with pytest.raises(EnsembleError, match=r"departure_p must be a number in \(0, 1\]"):
+        EnsembleSpec(departure_p=0.0)

@@ -19,11 +19,14 @@ whose label has ended by the last export row.
 
 Earned departure: the weights fitted for each fold are a *proposal*, and its predictions on that
 fold are kept as its track record. Fold ``k`` uses its proposal only when the earlier proposals'
-track record, on the same purged rows (``i + h < s_k``), has a lower mean absolute percentage
-error than the random walk on those rows; otherwise fold ``k`` is the random walk. So the
-combination departs from no change only where departing has paid out of sample before, and the
-first two folds (no record yet) are the random walk. The final forecast follows the same rule on
-the whole record.
+track record, on the same purged rows (``i + h < s_k``), beats the random walk's absolute
+percentage error by more than noise: a one-sided Diebold–Mariano test (HAC lag ``h - 1``, the
+same test as the skill gate's) rejects equal accuracy at ``departure_p``. Otherwise fold ``k`` is
+the random walk. So the combination departs from no change only where departing has paid,
+significantly, out of sample before; the first two folds (no record yet) are the random walk, and
+so is any fold whose record holds too few origins for the test (``2h`` or fewer). The final
+forecast follows the same rule on the whole record. ``departure_p = 0.5`` is the plain rule "a
+lower mean error than the random walk" (a negative statistic).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import numpy as np
 import polars as pl
 
 from cbi_pipeline.core.metrics import mape
+from cbi_pipeline.core.probabilistic import diebold_mariano
 from cbi_pipeline.core.vocabulary import COMPLEXITY, ENSEMBLE, RANDOM_WALK
 from cbi_pipeline.core.walkforward import (
     FoldRecord,
@@ -64,9 +68,12 @@ class EnsembleError(ValueError):
 @dataclass(frozen=True)
 class EnsembleSpec:
     """shrinkage_periods: prior strength toward the random walk, in independent h-step periods
-    (0 = no shrinkage: the least-squares weights as they are)."""
+    (0 = no shrinkage: the least-squares weights as they are); departure_p: the one-sided
+    Diebold–Mariano p-value below which the proposals' record has earned a departure from the
+    random walk."""
 
     shrinkage_periods: float = 20.0
+    departure_p: float = 0.05
 
     def __post_init__(self) -> None:
         s = self.shrinkage_periods
@@ -74,6 +81,9 @@ class EnsembleSpec:
             raise EnsembleError(
                 f"EnsembleSpec.shrinkage_periods must be a finite number >= 0, got {s!r}"
             )
+        p = self.departure_p
+        if isinstance(p, bool) or not isinstance(p, int | float) or not 0 < p <= 1:
+            raise EnsembleError(f"EnsembleSpec.departure_p must be a number in (0, 1], got {p!r}")
 
 
 def _check_returns(member_returns: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -302,24 +312,46 @@ def random_walk_weights(members: int) -> np.ndarray:
     return w
 
 
-def track_record(label: np.ndarray, proposal: np.ndarray) -> dict[str, object]:
-    """The proposals' out-of-sample record against the random walk on the given rows: mean
-    absolute percentage errors (|y - y_hat| / y = |1 - exp(pred - label)|) of both, and whether
-    the proposals earned their departure (a strictly lower error on at least one row)."""
+def track_record(
+    label: np.ndarray, proposal: np.ndarray, h: int, spec: EnsembleSpec
+) -> dict[str, object]:
+    """The proposals' out-of-sample record against the random walk on the given rows (in date
+    order): mean absolute percentage errors (|y - y_hat| / y = |1 - exp(pred - label)|) of both,
+    the one-sided Diebold–Mariano test of the proposals' errors against the random walk's, and
+    whether the proposals earned their departure (p-value below ``spec.departure_p``).
+
+    Not earned, with the reason, when there is nothing to test: fewer than ``2h + 1`` origins
+    (the HAC variance of overlapping h-step errors needs more) or proposals that never differ
+    from the random walk on the record."""
     if label.shape != proposal.shape:
         raise EnsembleError(f"{label.shape[0]} labels for {proposal.shape[0]} proposals")
-    if label.size == 0:
-        return {"rows": 0, "proposal_ape": None, "random_walk_ape": None, "earned": False}
-    if not np.isfinite(proposal).all():
-        raise EnsembleError("a proposal has no prediction on a row of its own record")
-    ape = float(np.mean(np.abs(1.0 - np.exp(proposal - label))) * 100.0)
-    rw = float(np.mean(np.abs(1.0 - np.exp(-label))) * 100.0)
-    return {
+    record: dict[str, object] = {
         "rows": int(label.size),
-        "proposal_ape": round(ape, 6),
-        "random_walk_ape": round(rw, 6),
-        "earned": ape < rw,
+        "proposal_ape": None,
+        "random_walk_ape": None,
+        "dm_statistic": None,
+        "dm_p_value": None,
+        "why": None,
     }
+    if label.size and not np.isfinite(proposal).all():
+        raise EnsembleError("a proposal has no prediction on a row of its own record")
+    if label.size:
+        ape = np.abs(1.0 - np.exp(proposal - label)) * 100.0
+        ape_rw = np.abs(1.0 - np.exp(-label)) * 100.0
+        record["proposal_ape"] = round(float(ape.mean()), 6)
+        record["random_walk_ape"] = round(float(ape_rw.mean()), 6)
+    if label.size <= 2 * h:
+        record["why"] = f"{label.size} origins on the record; the test needs more than {2 * h}"
+    elif np.ptp(ape - ape_rw) == 0:
+        record["why"] = "the proposals never differed from the random walk's errors"
+    else:
+        dm = diebold_mariano(ape, ape_rw, h)
+        record["dm_statistic"] = round(dm.statistic, 6)
+        record["dm_p_value"] = round(dm.p_value, 6)
+        if not dm.p_value < spec.departure_p:
+            record["why"] = f"Diebold–Mariano p = {dm.p_value:.3g}, not below {spec.departure_p}"
+    record["earned"] = record["why"] is None
+    return record
 
 
 def _weights_dict(
@@ -352,7 +384,7 @@ def walk_forward_ensemble(
         calib = (folds < fold) & (rows + h < origin)
         proposal = combination_weights(R[calib], label[calib], h, spec)
         proposal_pred[own] = R[own] @ proposal
-        track = track_record(label[calib], proposal_pred[calib])
+        track = track_record(label[calib], proposal_pred[calib], h, spec)
         w = proposal if track["earned"] else random_walk_weights(len(order))
         n = int(calib.sum())
         lam = shrinkage(n, h, spec)
@@ -391,7 +423,7 @@ def walk_forward_ensemble(
             )
     final = rows + h <= data.rows - 1
     w_final = combination_weights(R[final], label[final], h, spec)
-    if not track_record(label[final], proposal_pred[final])["earned"]:
+    if not track_record(label[final], proposal_pred[final], h, spec)["earned"]:
         w_final = random_walk_weights(len(order))
     result = WalkForwardResult(ENSEMBLE, pl.concat(frames), tuple(records))
     return EnsembleRun(result, order, tuple(fold_weights), _weights_dict(order, w_final))
