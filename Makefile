@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 DATA_ROOT ?= $(or $(CBI_DATA_ROOT),data)
 UI_PORT ?= 3000
 STAMP := $(VENV)/.installed
+# The data root single-quoted for the shell, so a path with spaces or quotes stays one word.
+ROOT_Q := '$(subst ','\'',$(DATA_ROOT))'
 
 .PHONY: install demo ui test lint typecheck pytest clean-data
 
@@ -19,12 +21,14 @@ $(STAMP): $(BIN)/python pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	CBI_DATA_ROOT=$(DATA_ROOT) $(BIN)/cbi cycle
+	CBI_DATA_ROOT=$(ROOT_Q) $(BIN)/cbi cycle
 
+# The webserver binds to 127.0.0.1: the UI can launch runs and read every file under the data
+# root, and it has no login of its own (see deploy/dagster.yaml before exposing it).
 ui: $(STAMP)
-	$(BIN)/python -c "from cbi_pipeline.cli.runner import ensure_instance; ensure_instance('$(DATA_ROOT)/dagster_home')"
-	DAGSTER_HOME=$(abspath $(DATA_ROOT))/dagster_home CBI_DATA_ROOT=$(DATA_ROOT) \
-		$(BIN)/dagster dev -h 127.0.0.1 -p $(UI_PORT) -w workspace.yaml
+	export CBI_DATA_ROOT=$(ROOT_Q) && \
+	export DAGSTER_HOME="$$($(BIN)/python -c 'import os; from pathlib import Path; from cbi_pipeline.cli.runner import ensure_instance; print(ensure_instance(Path(os.environ["CBI_DATA_ROOT"]) / "dagster_home").root_directory)')" && \
+	$(BIN)/dagster dev -h 127.0.0.1 -p $(UI_PORT) -w workspace.yaml
 
 lint: $(STAMP)
 	$(BIN)/ruff check cbi_pipeline cbi_pipeline_tests
@@ -39,4 +43,4 @@ pytest: $(STAMP)
 test: lint typecheck pytest
 
 clean-data:
-	rm -rf $(DATA_ROOT)/raw $(DATA_ROOT)/exports
+	rm -rf -- $(ROOT_Q)/raw $(ROOT_Q)/exports

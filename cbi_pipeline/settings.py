@@ -66,7 +66,9 @@ class Settings:
         "", "Last day of the sample market; empty = the last business day before today."
     )
     market_staleness_days: int = setting(
-        7, "Most calendar days a market close is carried forward in the panel."
+        7,
+        "Most calendar days a market close is carried forward in the panel; a label whose "
+        "window spans a longer hole in the target's dates is null.",
     )
     signal_staleness_days: int = setting(
         45, "Most calendar days a signal value is carried forward in the panel."
@@ -115,6 +117,11 @@ class Settings:
         "Ensemble: prior strength toward the random walk, in independent h-step periods of "
         "evidence.",
     )
+    ensemble_departure_p: float = setting(
+        0.05,
+        "Ensemble: leaves the random walk only when its earlier proposals beat it out of sample "
+        "with a one-sided Diebold-Mariano p-value below this (0.5 = any lower mean error).",
+    )
     correlation_key_partners: str = setting(
         "",
         "Correlation cache: extra series (comma-separated) paired with the target and exported "
@@ -149,7 +156,12 @@ class Settings:
             ("sample_start", "an ISO date (YYYY-MM-DD)", iso_date),
             ("sample_end", "empty or an ISO date (YYYY-MM-DD)", lambda v: v == "" or iso_date(v)),
             ("first_test_date", "an ISO date (YYYY-MM-DD)", iso_date),
-            ("market_staleness_days", "an integer >= 0", at_least(0)),
+            (
+                "market_staleness_days",
+                "an integer >= 4 (it is also the longest hole in the target's dates a label may "
+                "span, and a holiday weekend is 4 days)",
+                at_least(4),
+            ),
             ("signal_staleness_days", "an integer >= 0", at_least(0)),
             ("refit_step_days", "an integer >= 1", at_least(1)),
             ("validation_rows", "an integer >= 1", at_least(1)),
@@ -164,6 +176,7 @@ class Settings:
             ("min_calibration_rows", "an integer >= 0", at_least(0)),
             ("coverage_tolerance", "a number in [0, 1)", lambda v: 0 <= v < 1),
             ("ensemble_shrinkage_periods", "a finite number >= 0", at_least(0)),
+            ("ensemble_departure_p", "a number in (0, 1]", lambda v: 0 < v <= 1),
         )
 
     @property
@@ -193,7 +206,9 @@ class Settings:
         return FeatureSpec(target_symbol=self.target_symbol)
 
     def export_spec(self) -> ExportSpec:
-        return ExportSpec(self.target_symbol, self.surface, self.regimes())
+        return ExportSpec(
+            self.target_symbol, self.surface, self.regimes(), self.market_staleness_days
+        )
 
     def walk_forward_spec(self, horizon: str) -> WalkForwardSpec:
         try:
@@ -225,7 +240,10 @@ class Settings:
         )
 
     def ensemble_spec(self) -> EnsembleSpec:
-        return EnsembleSpec(shrinkage_periods=self.ensemble_shrinkage_periods)
+        return EnsembleSpec(
+            shrinkage_periods=self.ensemble_shrinkage_periods,
+            departure_p=self.ensemble_departure_p,
+        )
 
     def gate_spec(self, horizon: str) -> GateSpec:
         return GateSpec.for_horizon(horizon, coverage_tolerance=self.coverage_tolerance)

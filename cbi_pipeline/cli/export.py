@@ -29,6 +29,8 @@ Load the raw market (the sample market, or --market files validated against the 
 build the aligned panel and one training export per horizon under the data root:
 raw/market.parquet, raw/signals.parquet, exports/market_panel.parquet and
 exports/zl_training_{surface}_allhistory_{h}.parquet with exports/feature_catalog.json.
+Everything is validated and written in full first, then swapped in together: a bad input or a
+failure at any point leaves the previous set as it was.
 """
 
 
@@ -42,11 +44,18 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     root = DataRoot(settings.data_root)
     start = time.perf_counter()
+    for path in root.finish_swap():
+        print(f"finished the interrupted replacement of {path}")
     raw = load_raw(settings, horizons=horizons(args.horizon))
     panel = check_buildable(raw, settings)
-    write_raw(root, raw)
-    write_panel(root, panel)
-    for result in build_exports(root, settings, horizons(args.horizon), panel=panel):
+    # Raw copies, panel, exports and catalog: all written, then swapped in together.
+    with root.batch() as batch:
+        write_raw(root, raw, batch)
+        write_panel(root, panel, batch)
+        results = build_exports(root, settings, horizons(args.horizon), panel, batch)
+    for result in results:
+        if result.gap_report():
+            print(f"warning: {result.gap_report()}")
         s = summarize_export(result.frame, result.horizon)
         print(
             f"{result.horizon:>4}: {s.rows} rows {s.first_date}..{s.last_date}, "

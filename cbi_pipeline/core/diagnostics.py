@@ -19,6 +19,7 @@ from cbi_pipeline.core.leakage.report import LeakageReport
 from cbi_pipeline.core.leakage.screen import ScreenResult, screen_as_dict, screen_features
 from cbi_pipeline.core.leakage.spec import DEFAULT_LEAKAGE, MIN_OVERLAP, LeakageSpec
 from cbi_pipeline.core.leakage.truncation import TruncationResult
+from cbi_pipeline.core.spikes import price_spikes
 from cbi_pipeline.core.vocabulary import (
     CHECK_ALIGNED,
     CHECK_MISSING,
@@ -27,7 +28,7 @@ from cbi_pipeline.core.vocabulary import (
     target_column,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 UNCATALOGUED = "Uncatalogued"
 # Fewer non-overlapping origins than this give no Sharpe (null): two or three h-day returns say
 # nothing about a regime (the 2020-21 covid regime holds 1.5 origins of 252 days).
@@ -459,6 +460,7 @@ def build_diagnostics(
         "regime_statistics": regime_statistics(export, horizon),
         "regime_weights": regime_weights(export, horizon),
         "missing_data": missing,
+        "price_spikes": price_spikes(export["date"], export[PRICE_COL]),
         "leakage": {
             "alignment": _alignment_dict(leak.alignment),
             "truncation": _truncation_dict(leak.truncation),

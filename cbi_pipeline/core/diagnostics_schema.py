@@ -104,6 +104,24 @@ SCHEMA: dict[str, Any] = {
                     }
                 )
             ),
+            "price_spikes": _obj(
+                {
+                    "rule": {"type": "string"},
+                    "daily_sigma": NUM_OR_NULL,
+                    "spikes": _array(
+                        _obj(
+                            {
+                                "date": {"type": "string"},
+                                "previous": {"type": "number"},
+                                "price": {"type": "number"},
+                                "next": {"type": "number"},
+                                "jump_pct": {"type": "number"},
+                                "reversal_pct": {"type": "number"},
+                            }
+                        )
+                    ),
+                }
+            ),
             "missing_data": _obj(
                 {
                     "limits": _obj(

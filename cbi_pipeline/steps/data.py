@@ -21,14 +21,21 @@ from cbi_pipeline.core.contracts import (
     normalize_market,
     normalize_signals,
 )
-from cbi_pipeline.core.export import build_export, export_filename, summarize_export
+from cbi_pipeline.core.export import (
+    TargetGap,
+    build_export,
+    export_filename,
+    labels_spanning_gaps,
+    summarize_export,
+    target_gaps,
+)
 from cbi_pipeline.core.features import FeatureDef, build_features
 from cbi_pipeline.core.panel import build_market_panel, close_column
 from cbi_pipeline.core.sample.generator import SampleSpec, generate_sample_market
 from cbi_pipeline.core.vocabulary import HORIZON_LABELS, horizon_days
 from cbi_pipeline.settings import Settings
 from cbi_pipeline.steps.correlations import join_correlation_features
-from cbi_pipeline.store.root import DataRoot, read_parquet, write_json, write_parquet
+from cbi_pipeline.store.root import Batch, DataRoot, read_parquet, write_json, write_parquet
 from cbi_pipeline.store.sources import load_market_files, load_signal_files, read_table
 
 
@@ -94,12 +101,15 @@ def check_buildable(raw: RawData, settings: Settings) -> pl.DataFrame:
     return panel
 
 
-def write_panel(root: DataRoot, panel: pl.DataFrame) -> Path:
-    return write_parquet(panel, root.market_panel)
+def write_panel(root: DataRoot, panel: pl.DataFrame, batch: Batch | None = None) -> Path:
+    put = batch.parquet if batch else write_parquet
+    return put(panel, root.market_panel)
 
 
-def write_raw(root: DataRoot, raw: RawData) -> tuple[Path, Path]:
-    return write_parquet(raw.market, root.raw_market), write_parquet(raw.signals, root.raw_signals)
+def write_raw(root: DataRoot, raw: RawData, batch: Batch | None = None) -> tuple[Path, Path]:
+    """The raw copies, each atomically, or staged in ``batch`` to be swapped in with the rest."""
+    put = batch.parquet if batch else write_parquet
+    return put(raw.market, root.raw_market), put(raw.signals, root.raw_signals)
 
 
 def read_raw(root: DataRoot) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -119,10 +129,26 @@ def catalog_payload(catalog: list[FeatureDef]) -> list[dict[str, object]]:
 
 @dataclass(frozen=True)
 class ExportResult:
+    """gaps: holes in the target's dates longer than the staleness limit; gap_labels: the
+    horizon's labels nulled because their window spans one."""
+
     horizon: str
     path: Path
     frame: pl.DataFrame
     catalog: list[FeatureDef]
+    gaps: tuple[TargetGap, ...] = ()
+    gap_labels: int = 0
+
+    def gap_report(self) -> str | None:
+        """One line for the user, or None when the target has no such hole."""
+        if not self.gaps:
+            return None
+        shown = ", ".join(f"{g.before}..{g.after} ({g.days} days)" for g in self.gaps[:3])
+        more = f" and {len(self.gaps) - 3} more" if len(self.gaps) > 3 else ""
+        return (
+            f"{self.horizon}: {self.gap_labels} labels set to null because their window spans "
+            f"a hole in the target's dates longer than the staleness limit: {shown}{more}"
+        )
 
 
 def build_exports(
@@ -130,22 +156,28 @@ def build_exports(
     settings: Settings,
     horizons: Iterable[str],
     panel: pl.DataFrame | None = None,
+    batch: Batch | None = None,
 ) -> list[ExportResult]:
-    """Features once, then one export per horizon, each written atomically with the catalog."""
+    """Features once, then one export per horizon, each written atomically with the catalog (or
+    staged in ``batch``, replaced together with the rest of it on commit)."""
     if panel is None:
         panel = read_parquet(root.market_panel, "market_panel")
     spec = settings.export_spec()
     features, catalog = build_features(panel, settings.feature_spec())
     # Rolling-correlation features come from the correlation cache (rebuilt on demand if stale).
     features, catalog = join_correlation_features(root, settings, panel, features, catalog)
+    put_parquet = batch.parquet if batch else write_parquet
+    put_json = batch.json if batch else write_json
+    gaps = tuple(target_gaps(features["date"], spec.max_gap_days))
     results = []
     for horizon in horizons:
         frame = build_export(features, catalog, horizon, spec)
-        path = write_parquet(
+        path = put_parquet(
             frame, root.export(export_filename(spec.target_symbol, spec.surface, horizon))
         )
-        results.append(ExportResult(horizon, path, frame, catalog))
-    write_json(catalog_payload(catalog), root.feature_catalog)
+        nulled = int(labels_spanning_gaps(features["date"], horizon, spec.max_gap_days).sum())
+        results.append(ExportResult(horizon, path, frame, catalog, gaps, nulled))
+    put_json(catalog_payload(catalog), root.feature_catalog)
     return results
 
 

@@ -241,7 +241,21 @@ def summary_markdown(payload: Mapping[str, Any]) -> str:
         lines.append(
             "Features over the missing limit: " + ", ".join(payload["missing_data"]["flagged"])
         )
+    if spikes := spike_line(payload):
+        lines.append(spikes)
     return "\n".join(lines)
+
+
+def spike_line(payload: Mapping[str, Any]) -> str | None:
+    """The one-day spikes that reversed (possible bad prints), or None when there are none."""
+    spikes = payload["price_spikes"]["spikes"]
+    if not spikes:
+        return None
+    shown = ", ".join(
+        f"{s['date']} ({s['previous']:g} -> {s['price']:g} -> {s['next']:g})" for s in spikes[:5]
+    )
+    more = f" and {len(spikes) - 5} more" if len(spikes) > 5 else ""
+    return f"One-day price spikes that reversed the next day (check the vendor file): {shown}{more}"
 
 
 def summary_text(payload: Mapping[str, Any]) -> str:
@@ -254,4 +268,6 @@ def summary_text(payload: Mapping[str, Any]) -> str:
     lines = [head, text_table(checks_frame(payload)), text_table(regime_frame(payload))]
     if leak["truncation"]["status"] == "not_run":
         lines.append(f"truncation not run: {leak['truncation']['reason']}")
+    if spikes := spike_line(payload):
+        lines.append(spikes)
     return "\n".join(lines)

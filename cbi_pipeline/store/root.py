@@ -123,6 +123,38 @@ class DataRoot:
     def dagster_home(self) -> Path:
         return self.path("dagster_home")
 
+    @property
+    def swap_journal(self) -> Path:
+        """The renames of a ``Batch`` being committed (present only while it commits, or after
+        a crash during its commit, until ``finish_swap`` completes it)."""
+        return self.path(".pending-swap.json")
+
+    def batch(self) -> Batch:
+        return Batch(self)
+
+    def finish_swap(self) -> list[Path]:
+        """Complete a commit that a crash interrupted: every staged file the journal lists that
+        is still waiting is renamed into place, then the journal goes. Returns the files moved
+        (none when there is no journal). Writers of batched files call it before they start."""
+        journal = self.swap_journal
+        if not journal.exists():
+            return []
+        try:
+            renames = json.loads(journal.read_text(encoding="utf-8"))["renames"]
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
+            raise StorageError(
+                f"{journal}: unreadable swap journal ({exc}); the files it named may be out of "
+                "step: rebuild them (cbi export) after removing it"
+            ) from exc
+        moved = []
+        for tmp, final in renames:
+            staged, target = self.path(tmp), self.path(final)
+            if staged.exists():
+                os.replace(staged, target)
+                moved.append(target)
+        journal.unlink()
+        return moved
+
 
 def _atomic(path: Path, write: Callable[[Path], object], render: Callable[[], bytes]) -> Path:
     """Local: write a hidden temp file, fsync, rename into place. Object store: one PUT of the
@@ -142,17 +174,22 @@ def _atomic(path: Path, write: Callable[[Path], object], render: Callable[[], by
     return path
 
 
-def write_parquet(frame: pl.DataFrame, path: Path) -> Path:
+def _parquet(frame: pl.DataFrame) -> tuple[Callable[[Path], object], Callable[[], bytes]]:
     def render() -> bytes:
         buffer = io.BytesIO()
         frame.write_parquet(buffer, compression="zstd", statistics=True)
         return buffer.getvalue()
 
-    return _atomic(
-        path,
-        lambda tmp: frame.write_parquet(tmp, compression="zstd", statistics=True),
-        render,
-    )
+    return lambda tmp: frame.write_parquet(tmp, compression="zstd", statistics=True), render
+
+
+def _json(payload: Any) -> tuple[Callable[[Path], object], Callable[[], bytes]]:
+    text = json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n"
+    return lambda tmp: tmp.write_text(text, encoding="utf-8"), lambda: text.encode("utf-8")
+
+
+def write_parquet(frame: pl.DataFrame, path: Path) -> Path:
+    return _atomic(path, *_parquet(frame))
 
 
 def write_bytes(data: bytes, path: Path) -> Path:
@@ -160,10 +197,75 @@ def write_bytes(data: bytes, path: Path) -> Path:
 
 
 def write_json(payload: Any, path: Path) -> Path:
-    text = json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n"
-    return _atomic(
-        path, lambda tmp: tmp.write_text(text, encoding="utf-8"), lambda: text.encode("utf-8")
-    )
+    return _atomic(path, *_json(payload))
+
+
+class Batch:
+    """Files replaced together or not at all: write all, then swap.
+
+    Local root: ``parquet`` and ``json`` write each file in full to a hidden temporary name in
+    its destination folder (fsynced) and replace nothing. ``commit`` writes the list of renames
+    to the root's swap journal, renames every file into place and removes the journal; a crash
+    during those renames leaves the journal, and ``DataRoot.finish_swap`` completes them before
+    the next writer starts. Leaving the ``with`` block by an exception removes the temporary
+    files: every earlier file stays as it was.
+
+    Object-store root: the rendered files are kept in memory and PUT one after another on
+    commit; each PUT is atomic, the set is not (a store has no multi-object rename).
+    """
+
+    def __init__(self, root: DataRoot) -> None:
+        self._root = root
+        self._staged: list[tuple[Path, Path]] = []
+        self._rendered: list[tuple[bytes, Path]] = []
+
+    def __enter__(self) -> Batch:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+    def _stage(
+        self, path: Path, write: Callable[[Path], object], render: Callable[[], bytes]
+    ) -> Path:
+        if not is_local(path):
+            self._rendered.append((render(), path))
+            return path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        self._staged.append((tmp, path))
+        write(tmp)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        return path
+
+    def parquet(self, frame: pl.DataFrame, path: Path) -> Path:
+        return self._stage(path, *_parquet(frame))
+
+    def json(self, payload: Any, path: Path) -> Path:
+        return self._stage(path, *_json(payload))
+
+    def commit(self) -> None:
+        for data, path in self._rendered:
+            path.write_bytes(data)
+        self._rendered = []
+        if not self._staged:
+            return
+        root = self._root.root
+        renames = [[str(t.relative_to(root)), str(p.relative_to(root))] for t, p in self._staged]
+        write_json({"renames": renames}, self._root.swap_journal)
+        for tmp, path in self._staged:
+            os.replace(tmp, path)
+        self._staged = []
+        self._root.swap_journal.unlink()
+
+    def abort(self) -> None:
+        for tmp, _ in self._staged:
+            tmp.unlink(missing_ok=True)
+        self._staged, self._rendered = [], []
 
 
 def read_parquet(path: Path, what: str) -> pl.DataFrame:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import glob
 from collections.abc import Sequence
@@ -30,6 +31,21 @@ def expand_paths(patterns: Sequence[str], kind: str) -> list[Path]:
     return files
 
 
+def check_header(path: Path) -> None:
+    """A CSV header naming a column twice is refused (a reader would keep one and rename or drop
+    the other silently)."""
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        header = next(csv.reader(handle), [])
+    names = [h.strip() for h in header]
+    dups = sorted({n for n in names if names.count(n) > 1})
+    if dups:
+        counts = ", ".join(f"{n!r} {names.count(n)} times" for n in dups)
+        raise DataContractError(
+            f"{path}: the header names column(s) more than once ({counts}); expected each "
+            "column once"
+        )
+
+
 def read_table(path: Path) -> pl.DataFrame:
     """Read one CSV (all columns as text, parsed later with row-level errors) or parquet file."""
     suffix = path.suffix.lower()
@@ -41,6 +57,7 @@ def read_table(path: Path) -> pl.DataFrame:
                 raise DataContractError(
                     f"{path}: the file is empty (0 bytes); expected a CSV header and rows"
                 )
+            check_header(path)
             return pl.read_csv(path, infer_schema=False)
     except DataContractError:
         raise

@@ -26,6 +26,10 @@ def snapshot(root: Path) -> dict[str, str]:
     }
 
 
+def without_cache(files: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in files.items() if not k.startswith("exports/cache/")}
+
+
 def ohlc(frame: pl.DataFrame) -> pl.DataFrame:
     """A consistent OHLC market from closes: open = close, high/low 1% around it."""
     return frame.with_columns(
@@ -85,6 +89,14 @@ CASES = {
     "a symbol differing only in case": (
         lambda m: set_row(m, 1, symbol="zl"),
         ["column 'symbol': ['ZL', 'zl'] differ only in case"],
+    ),
+    "a column named twice": (
+        lambda m: (
+            m.with_columns(pl.col("close").alias("close2"))
+            .write_csv()
+            .replace("close2", "close", 1)
+        ),
+        ["the header names column(s) more than once ('close' 2 times)"],
     ),
     "too short for the long horizons": (
         lambda m: m.filter(pl.col("date") < m["date"].min() + dt.timedelta(days=60)),
@@ -187,3 +199,118 @@ def test_a_single_point_corruption_either_builds_a_correct_export_or_changes_not
         assert export["date"].is_sorted() and export["date"].n_unique() == export.height
     else:
         assert snapshot(root) == before
+
+
+def test_a_failure_while_writing_the_exports_leaves_the_previous_set(
+    good, tmp_path, monkeypatch, capsys
+):
+    """Write all, then swap: the raw copies and the panel of the new run are already written
+    (to temporary files) when the 6m export fails; none of them replaces anything."""
+    import cbi_pipeline.steps.data as data
+
+    market, root, before = good
+    real = data.build_export
+
+    def failing(features, catalog, horizon, spec):
+        if horizon == "6m":
+            raise OSError("disk full while writing the 6m export")
+        return real(features, catalog, horizon, spec)
+
+    monkeypatch.setattr(data, "build_export", failing)
+    newer = market.with_columns(pl.col("close") * 1.01)
+    with pytest.raises(OSError, match="disk full"):
+        export_with(tmp_path, root, newer)
+    # The correlation cache is not part of the set: a partition is checked against the
+    # fingerprint of the data it was built from and rebuilt on a mismatch, so the one refreshed
+    # for the new data before the failure is never used with the old panel.
+    assert without_cache(snapshot(root)) == without_cache(before)
+    assert not list(root.rglob("*.tmp")) and not (root / ".pending-swap.json").exists()
+
+
+def test_a_crash_during_the_swap_is_completed_by_the_next_writer(good, tmp_path, monkeypatch):
+    """A crash between the renames leaves the journal; the next ``cbi export`` first finishes
+    the interrupted swap, so raw, panel and exports are never left out of step."""
+    import cbi_pipeline.store.root as store_root
+
+    market, root, before = good
+    newer = market.with_columns(pl.col("close") * 1.01)
+    clean = tmp_path / "clean"
+    newer_path = tmp_path / "newer.csv"
+    newer.write_csv(newer_path)
+    assert main(["export", "--market", str(newer_path), "--data-root", str(clean)]) == 0
+    expected = snapshot(clean)
+
+    real_replace, calls = store_root.os.replace, []
+
+    journal = root / ".pending-swap.json"
+
+    def crash_after_two(src, dst):
+        if journal.exists():  # the batch's commit: its journal is written first
+            calls.append(dst)
+            if len(calls) > 2:
+                raise KeyboardInterrupt("killed between renames")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(store_root.os, "replace", crash_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        main(["export", "--market", str(newer_path), "--data-root", str(root)])
+    monkeypatch.setattr(store_root.os, "replace", real_replace)
+    assert journal.exists()
+    half = snapshot(root)
+    assert half != before and half != expected  # two files new, the rest old: out of step
+
+    renames = json.loads(journal.read_text())["renames"]
+    moved = store_root.DataRoot(root).finish_swap()
+    assert len(moved) == len(renames) - 2
+    assert not journal.exists() and not list(root.rglob("*.tmp"))
+    assert without_cache(snapshot(root)) == without_cache(expected)
+
+
+def test_labels_spanning_a_hole_in_the_target_are_null_and_reported(tmp_path, capsys):
+    """A 400-day hole in ZL: a 1w label across it would be a 13-month move. Such labels are
+    null (and the export says how many and where); every other label is the close h rows on."""
+    market = ohlc(make_tiny_market(n=900))
+    days = market.filter(pl.col("symbol") == "ZL")["date"]
+    start = days[300]
+    hole = (pl.col("symbol") == "ZL") & pl.col("date").is_between(
+        start, start + dt.timedelta(days=399)
+    )
+    path = tmp_path / "holey.csv"
+    market.filter(~hole).write_csv(path)
+    root = tmp_path / "root"
+    assert main(["export", "--market", str(path), "--data-root", str(root)]) == 0
+    out = capsys.readouterr().out
+    before, after = (
+        str(days[299]),
+        str(market.filter(~hole & (pl.col("symbol") == "ZL"))["date"][300]),
+    )
+    assert "1w: 5 labels set to null because their window spans a hole" in out
+    assert f"{before}..{after}" in out
+    export = pl.read_parquet(root / "exports" / "zl_training_prod_allhistory_1w.parquet")
+    nulled = export.filter(
+        pl.col("target_1w").is_null() & (pl.int_range(pl.len()) < export.height - 5)
+    )
+    assert nulled["date"].to_list() == export["date"][295:300].to_list()
+    kept = export.with_columns(pl.col("price").shift(-5).alias("later")).filter(
+        pl.col("target_1w").is_not_null()
+    )
+    assert (kept["target_1w"] == kept["later"]).all()
+
+
+def test_a_bad_input_through_cbi_cycle_is_named_and_changes_nothing(good, tmp_path, capsys):
+    """Future-dated rows through ``cbi cycle`` (once a DagsterUnknownPartitionError traceback):
+    the data step fails with the file's own message, the cycle exits 2, and every file of the
+    earlier good export is as it was (the cycle adds only its Dagster instance and MLflow store)."""
+    market, root, before = good
+    bad = set_row(market, 5, date=dt.date.today() + dt.timedelta(days=400))
+    path = tmp_path / "future.csv"
+    bad.write_csv(path)
+    code = main(["cycle", "--horizon", "1w", "--market", str(path), "--data-root", str(root)])
+    captured = capsys.readouterr()
+    assert code == 2, captured.err
+    assert f"{path}: column 'date' is after" in captured.err
+    assert "Traceback" not in captured.err + captured.out
+    after = {
+        k: v for k, v in snapshot(root).items() if not k.startswith(("dagster_home/", "mlflow/"))
+    }
+    assert after == before

@@ -119,3 +119,28 @@ def test_a_user_export_with_an_infinite_feature_fails_naming_the_column(export, 
     assert f"{user}: 1 feature column(s) hold infinite values: {feature} (1 rows)" in err
     assert str(export["date"][300]) in err
     assert not out.exists()
+
+
+def test_a_one_day_bad_print_is_reported_with_its_date(export, tmp_path, capsys):
+    """A price that jumps 60% for one day and comes back (a vendor artefact): reported in the
+    payload and the printed summary with its date; it fails no check."""
+    row = 300
+    bad = export["price"][row] * 1.6
+    spiked = export.with_columns(
+        pl.when(pl.int_range(pl.len()) == row).then(bad).otherwise(pl.col("price")).alias("price"),
+        pl.when(pl.int_range(pl.len()) == row - 21)
+        .then(bad)
+        .otherwise(pl.col("target_1m"))
+        .alias("target_1m"),
+    )
+    path = tmp_path / "spiked.parquet"
+    spiked.write_parquet(path)
+    out = tmp_path / "report.json"
+    assert main(["diagnostics", "--data-path", str(path), "--out", str(out)]) == 0
+    day = str(export["date"][row])
+    assert f"One-day price spikes that reversed the next day (check the vendor file): {day}" in (
+        capsys.readouterr().out
+    )
+    payload = json.loads(out.read_text())
+    assert schema_errors(payload) == []
+    assert [s["date"] for s in payload["price_spikes"]["spikes"]] == [day]

@@ -238,7 +238,7 @@ def test_payload_validates_with_jsonschema_when_installed(payload):
     ("mutate", "message"),
     [
         (lambda p: p.pop("schema_version"), "$: required property 'schema_version' is missing"),
-        (lambda p: p.update(schema_version=2), "$.schema_version: 2 is not one of [1]"),
+        (lambda p: p.update(schema_version=1), "$.schema_version: 1 is not one of [2]"),
         (
             lambda p: p["checks"][CHECK_ALIGNED].update(passed="yes"),
             f"$.checks.{CHECK_ALIGNED}.passed: expected boolean",

@@ -108,3 +108,26 @@ def test_real_file_builds_all_five_exports_by_configuration(tmp_path, real_data)
             str(export["date"].min()) == "1995-01-03" and str(export["date"].max()) == "2010-09-07"
         )
         assert len(feature_columns(export)) >= 130
+
+
+def test_a_bad_input_is_the_step_failure_message_in_the_ui(tmp_path, tiny_market):
+    """The step's failure, as the Dagster UI shows it, is the error naming the file, raised as
+    a ``Failure`` (not Dagster's "error occurred while executing" wrapper around a traceback)."""
+    bad = tmp_path / "bad.csv"
+    tiny_market.with_columns(
+        pl.when(pl.int_range(pl.len()) == 3).then(pl.lit("zl")).otherwise("symbol").alias("symbol")
+    ).write_csv(bad)
+    root = tmp_path / "root"
+    result = materialize(Settings(data_root=str(root), market_paths=(str(bad),)), ["raw_market"])
+    assert not result.success
+    (failure,) = result.get_step_failure_events()
+    error = failure.step_failure_data.error
+    assert error is not None and error.cls_name == "Failure"
+    first = error.message.splitlines()[0]
+    assert first == (
+        f"dagster._core.definitions.events.Failure: DataContractError: {bad}: column 'symbol': "
+        "['ZL', 'zl'] differ only in case; expected one spelling per series (symbols name "
+        "columns and features)"
+    )
+    assert failure.step_failure_data.user_failure_data is not None
+    assert not (root / "raw").exists()  # nothing written

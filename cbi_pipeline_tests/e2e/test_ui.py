@@ -251,3 +251,28 @@ def _wait_for_run(ui: DagsterUI, run_id: str) -> dict:
         return wait_until(finished, 180, f"run {run_id} finished", every=1)
     except TimeoutError as exc:
         raise AssertionError(f"{exc}\n--- dagster dev log ---\n{_tail(ui.log)}") from None
+
+
+def test_make_ui_serves_a_data_root_with_a_space_and_a_quote(tmp_path):
+    """``make ui`` as a user runs it, with a data root whose path has a space and a single quote:
+    the webserver comes up on 127.0.0.1, loads the code location, and keeps its instance under
+    that data root (nothing is split at the space or broken at the quote)."""
+    venv = BIN.parent
+    if not (venv / ".installed").exists():
+        pytest.skip(f"make ui needs the install stamp {venv / '.installed'} (make install)")
+    root = tmp_path / "desk's data root"
+    port = free_port()
+    env = service_env(**SAMPLE)
+    cmd = ["make", "--no-print-directory", "ui", f"VENV={venv}", f"DATA_ROOT={root}"]
+    cmd.append(f"UI_PORT={port}")
+    log = tmp_path / "make_ui.log"
+    url = f"http://{LOOPBACK}:{port}"
+    with process_group(cmd, env, log) as proc:
+        try:
+            wait_until(lambda: http_get(f"{url}/server_info"), 120, "webserver up")
+            wait_until(lambda: _location_loaded(url), 120, "code location loaded")
+        except TimeoutError as exc:
+            raise AssertionError(f"{exc}\n--- make ui log ---\n{_tail(log)}") from None
+        assert proc.poll() is None, f"make ui exited early:\n{_tail(log)}"
+        assert (root / "dagster_home" / "dagster.yaml").is_file()
+    assert not (tmp_path / "desk's").exists()

@@ -6,6 +6,7 @@ import dagster as dg
 import polars as pl
 
 from cbi_pipeline.core.tables import markdown_table
+from cbi_pipeline.defs.errors import reports_input_errors
 from cbi_pipeline.defs.partitions import as_of_partitions
 from cbi_pipeline.defs.resources import PipelineSettings
 from cbi_pipeline.settings import Settings
@@ -39,6 +40,7 @@ def cache_freshness(max_age_days: int) -> dg.FreshnessPolicy:
         & ~dg.AutomationCondition.in_progress()
     ),
 )
+@reports_input_errors
 def correlation_cache(
     context: dg.AssetExecutionContext, pipeline: PipelineSettings
 ) -> dg.MaterializeResult:

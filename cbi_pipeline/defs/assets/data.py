@@ -1,10 +1,13 @@
 """Data assets: raw market, the aligned panel and the per-horizon training exports."""
 
+from dataclasses import asdict
+
 import dagster as dg
 import polars as pl
 
 from cbi_pipeline.core.export import summarize_export
 from cbi_pipeline.core.tables import markdown_table
+from cbi_pipeline.defs.errors import reports_input_errors
 from cbi_pipeline.defs.partitions import horizon_partitions
 from cbi_pipeline.defs.resources import PipelineSettings
 from cbi_pipeline.steps.data import (
@@ -21,6 +24,7 @@ def _date_range(frame: pl.DataFrame) -> str:
 
 
 @dg.asset(group_name="data", kinds={"polars", "parquet"})
+@reports_input_errors
 def raw_market(
     context: dg.AssetExecutionContext, pipeline: PipelineSettings
 ) -> dg.MaterializeResult:
@@ -28,9 +32,13 @@ def raw_market(
     from the built-in sample market or the user's files, validated against the raw contracts
     before anything is written. Stored as ``raw/market.parquet`` and ``raw/signals.parquet``."""
     settings = pipeline.settings()
+    root = pipeline.root()
+    for path in root.finish_swap():
+        context.log.warning(f"finished the interrupted replacement of {path}")
     raw = load_raw(settings)
     check_buildable(raw, settings)
-    market_path, signals_path = write_raw(pipeline.root(), raw)
+    with root.batch() as batch:  # both raw copies, or neither
+        market_path, signals_path = write_raw(root, raw, batch)
     per_symbol = (
         raw.market.group_by("symbol")
         .agg(
@@ -59,6 +67,7 @@ def raw_market(
 
 
 @dg.asset(group_name="data", deps=[raw_market], kinds={"polars", "parquet"})
+@reports_input_errors
 def market_panel(
     context: dg.AssetExecutionContext, pipeline: PipelineSettings
 ) -> dg.MaterializeResult:
@@ -88,6 +97,7 @@ def market_panel(
     partitions_def=horizon_partitions,
     kinds={"polars", "parquet"},
 )
+@reports_input_errors
 def training_export(
     context: dg.AssetExecutionContext, pipeline: PipelineSettings
 ) -> dg.MaterializeResult:
@@ -97,6 +107,8 @@ def training_export(
     horizon = context.partition_key
     (result,) = build_exports(pipeline.root(), pipeline.settings(), [horizon])
     summary = summarize_export(result.frame, horizon)
+    if result.gap_report():
+        context.log.warning(result.gap_report())
     schema = dg.TableSchema(
         columns=[dg.TableColumn(name, str(dtype)) for name, dtype in result.frame.schema.items()]
     )
@@ -111,6 +123,8 @@ def training_export(
             "null_share": summary.null_share,
             "target_coverage": summary.target_coverage,
             "labelled_rows": summary.labelled_rows,
+            "labels_nulled_by_gaps": result.gap_labels,
+            "target_gaps": dg.MetadataValue.json([asdict(g) for g in result.gaps]),
             "dagster/column_schema": schema,
             "dagster/row_count": summary.rows,
             "path": dg.MetadataValue.path(str(result.path)),

@@ -7,6 +7,7 @@ import dagster as dg
 
 from cbi_pipeline.core.diagnostics import failing_checks
 from cbi_pipeline.defs.assets.data import raw_market, training_export
+from cbi_pipeline.defs.errors import reports_input_errors
 from cbi_pipeline.defs.partitions import horizon_partitions
 from cbi_pipeline.defs.resources import PipelineSettings
 from cbi_pipeline.steps.diagnostics import diagnose_root, summary_markdown
@@ -18,6 +19,7 @@ from cbi_pipeline.steps.diagnostics import diagnose_root, summary_markdown
     partitions_def=horizon_partitions,
     kinds={"polars", "json"},
 )
+@reports_input_errors
 def pretraining_diagnostics(
     context: dg.AssetExecutionContext, pipeline: PipelineSettings
 ) -> dg.MaterializeResult:

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from cbi_pipeline.core.vocabulary import MODEL_ASSETS
+from cbi_pipeline.defs.errors import reports_input_errors
 from cbi_pipeline.defs.partitions import horizon_partitions
 from cbi_pipeline.defs.resources import MlflowTracking, PipelineSettings
 from cbi_pipeline.steps.evaluation import evaluate_root, summary_markdown, summary_text
@@ -15,6 +16,7 @@ from cbi_pipeline.store.registry import Registry
     partitions_def=horizon_partitions,
     kinds={"polars", "mlflow"},
 )
+@reports_input_errors
 def evaluation(
     context: dg.AssetExecutionContext, pipeline: PipelineSettings, mlflow_tracking: MlflowTracking
 ) -> dg.MaterializeResult:

@@ -6,6 +6,7 @@ import dagster as dg
 
 from cbi_pipeline.core.intervals import INTERVALS
 from cbi_pipeline.defs.assets.promotion import champion
+from cbi_pipeline.defs.errors import reports_input_errors
 from cbi_pipeline.defs.partitions import horizon_partitions
 from cbi_pipeline.defs.resources import MlflowTracking, PipelineSettings
 from cbi_pipeline.steps.forecast import make_forecast
@@ -18,6 +19,7 @@ from cbi_pipeline.store.registry import Registry
     partitions_def=horizon_partitions,
     kinds={"polars", "mlflow"},
 )
+@reports_input_errors
 def forecast(
     context: dg.AssetExecutionContext, pipeline: PipelineSettings, mlflow_tracking: MlflowTracking
 ) -> dg.MaterializeResult:

@@ -24,6 +24,7 @@ from cbi_pipeline.core.vocabulary import (
 )
 from cbi_pipeline.defs.assets.data import training_export
 from cbi_pipeline.defs.assets.diagnostics import pretraining_diagnostics
+from cbi_pipeline.defs.errors import reports_input_errors
 from cbi_pipeline.defs.partitions import horizon_partitions
 from cbi_pipeline.defs.resources import HardwareResource, MlflowTracking, PipelineSettings
 from cbi_pipeline.steps.models import fold_table, train
@@ -177,6 +178,7 @@ def model_asset(target: str) -> dg.AssetsDefinition:
     if target in NEURAL_FAMILIES:
 
         @dg.asset(**spec, pool=ACCELERATOR_POOL)
+        @reports_input_errors
         def neural_asset(
             context: dg.AssetExecutionContext,
             config: NeuralConfig,
@@ -189,6 +191,7 @@ def model_asset(target: str) -> dg.AssetsDefinition:
         return neural_asset
 
     @dg.asset(**spec)
+    @reports_input_errors
     def model(
         context: dg.AssetExecutionContext,
         pipeline: PipelineSettings,

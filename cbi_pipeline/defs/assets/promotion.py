@@ -5,6 +5,7 @@ import dagster as dg
 from pydantic import Field
 
 from cbi_pipeline.defs.assets.evaluation import evaluation
+from cbi_pipeline.defs.errors import reports_input_errors
 from cbi_pipeline.defs.partitions import horizon_partitions
 from cbi_pipeline.defs.resources import MlflowTracking, PipelineSettings
 from cbi_pipeline.steps.promotion import Override, promote
@@ -25,6 +26,7 @@ class ChampionConfig(dg.Config):
     partitions_def=horizon_partitions,
     kinds={"mlflow"},
 )
+@reports_input_errors
 def champion(
     context: dg.AssetExecutionContext,
     config: ChampionConfig,
