@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 import shutil
 from collections.abc import Callable
@@ -130,3 +131,42 @@ def assert_quantiles_are_ordered(predictions: pl.DataFrame) -> None:
     q = predictions.select(QUANTILE_COLUMNS).to_numpy()
     assert np.isfinite(q).all()
     assert (np.diff(q, axis=1) >= 0).all()
+
+
+def random_walk_export(n: int, seed: int, horizon: str = "1w") -> pl.DataFrame:
+    """An export-shaped frame of a fat-tailed, volatility-clustered random walk with 40 honest
+    features (past returns, moving-average ratios, rolling volatilities, AR(1) noise) of random
+    windows: nothing in it knows the future."""
+    rng = np.random.default_rng(seed)
+    dates = business_days(dt.date(2001, 1, 1), n)
+    # fat tails and volatility clusters, like a futures price
+    vol = 0.015 * np.exp(np.cumsum(rng.normal(0, 0.05, n)).clip(-1, 1))
+    p = 40 * np.exp(np.cumsum(vol * rng.standard_t(4, n) / math.sqrt(2)))
+    h = {"1w": 5, "1m": 21}[horizon]
+    frame = pl.DataFrame({"date": dates, "price": p})
+    features = {}
+    for i in range(40):
+        k = int(rng.integers(1, 120))
+        kind = i % 4
+        s = frame["price"]
+        if kind == 0:
+            features[f"ret_{i}"] = np.log(s / s.shift(k)).to_numpy()
+        elif kind == 1:
+            features[f"ratio_{i}"] = (s / s.rolling_mean(k + 1)).to_numpy()
+        elif kind == 2:
+            r = np.r_[np.nan, np.diff(np.log(p))]
+            features[f"vol_{i}"] = pl.Series(r).rolling_std(k + 2).to_numpy()
+        else:
+            phi = float(rng.uniform(0, 0.99))
+            e = rng.normal(0, 1, n)
+            x = np.zeros(n)
+            for t in range(1, n):
+                x[t] = phi * x[t - 1] + e[t]
+            features[f"ar_{i}"] = x
+    return frame.with_columns(
+        *[pl.Series(n_, v).fill_nan(None) for n_, v in features.items()],
+        pl.lit("all").alias("market_regime"),
+        pl.lit(1.0).alias("training_weight"),
+        pl.col("price").shift(-h).alias(f"target_{horizon}"),
+        pl.lit(dates[-1]).alias("as_of"),
+    )

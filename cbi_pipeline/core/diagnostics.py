@@ -15,6 +15,7 @@ import polars as pl
 from cbi_pipeline.core.export import PRICE_COL, feature_columns
 from cbi_pipeline.core.leakage.alignment import AlignmentResult, check_alignment, require_columns
 from cbi_pipeline.core.leakage.canary import CanaryResult, run_canary
+from cbi_pipeline.core.leakage.lags import lag_screen, lag_screen_as_dict
 from cbi_pipeline.core.leakage.report import LeakageReport
 from cbi_pipeline.core.leakage.screen import ScreenResult, screen_as_dict, screen_features
 from cbi_pipeline.core.leakage.spec import DEFAULT_LEAKAGE, MIN_OVERLAP, LeakageSpec
@@ -294,6 +295,7 @@ def leakage_report(
         alignment=check_alignment(export, horizon, spec),
         truncation=truncation,
         screen=screen_features(export, horizon, spec=spec),
+        lags=lag_screen(export, horizon, spec=spec),
         canary=run_canary(export, horizon, spec),
     )
 
@@ -373,6 +375,12 @@ def _leak_check(leak: LeakageReport) -> dict[str, Any]:
     if suspects:
         problems.append(f"suspect feature(s) carry future information: {', '.join(suspects)}")
         offending += suspects
+    if leak.lags.flagged:
+        problems.append(
+            "feature(s) know the future at a lag: "
+            + "; ".join(f"{e.feature}: {e.reason()}" for e in leak.lags.flagged)
+        )
+        offending += leak.lags.names
     if leak.truncation.failed:
         cols = leak.truncation.columns
         problems.append(f"truncation test failed for: {', '.join(cols)}")
@@ -387,7 +395,8 @@ def _leak_check(leak: LeakageReport) -> dict[str, Any]:
         summary = "; ".join(problems)
     else:
         summary = (
-            f"no suspect among {len(leak.screen.screened)} features; canary caught; "
+            f"no suspect among {len(leak.screen.screened)} features (lag screen: "
+            f"{leak.lags.tests} tests, |z| limit {leak.lags.z_limit:.2f}); canary caught; "
             f"truncation {leak.truncation.status.replace('_', ' ')}"
         )
         if leak.truncation.status == "not_run":
@@ -465,6 +474,7 @@ def build_diagnostics(
             "alignment": _alignment_dict(leak.alignment),
             "truncation": _truncation_dict(leak.truncation),
             "screen": _screen_dict(leak.screen, spec),
+            "lags": lag_screen_as_dict(leak.lags),
             "canary": _canary_dict(leak.canary),
         },
     }

@@ -42,6 +42,20 @@ CHECK = _obj(
     }
 )
 
+LAG_EVIDENCE: dict[str, Any] = {
+    "feature": {"type": "string"},
+    "transform": {"enum": ["level", "change"]},
+    "statistic": {"enum": ["return", "absolute return"]},
+    "lag": {"type": "integer", "minimum": 1},
+    "corr": {"type": "number"},
+    "z": {"type": "number"},
+    "past_corr": {"type": "number"},
+    "past_z": {"type": "number"},
+    "z_limit": {"type": "number"},
+    "first_date": {"type": "string"},
+    "last_date": {"type": "string"},
+}
+
 SCREENED = _obj(
     {
         "feature": {"type": "string"},
@@ -207,6 +221,18 @@ SCHEMA: dict[str, Any] = {
                             ),
                             "unexplained_columns": STRINGS,
                             "stored_missing": COUNT,
+                        }
+                    ),
+                    "lags": _obj(
+                        {
+                            "lags": COUNT,
+                            "features": COUNT,
+                            "tests": COUNT,
+                            "z_limit": {"type": "number"},
+                            "windows": {"type": "array", "items": STRINGS},
+                            "note": {"type": "string"},
+                            "flagged": _array(_obj({**LAG_EVIDENCE, "reason": {"type": "string"}})),
+                            "closest": _array(_obj(LAG_EVIDENCE)),
                         }
                     ),
                     "screen": _obj(

@@ -144,3 +144,19 @@ def test_a_one_day_bad_print_is_reported_with_its_date(export, tmp_path, capsys)
     payload = json.loads(out.read_text())
     assert schema_errors(payload) == []
     assert [s["date"] for s in payload["price_spikes"]["spikes"]] == [day]
+
+
+def test_a_one_day_forward_return_in_a_user_export_is_named_with_its_lag(export, tmp_path, capsys):
+    """A user's own export (no raw data, so no truncation test): the lag screen alone names a
+    planted next-day return with its lag and evidence, and the run exits 1."""
+    p = export["price"].to_numpy()
+    ahead = np.r_[np.log(p[1:] / p[:-1]), np.nan]
+    path = tmp_path / "mine.parquet"
+    export.with_columns(pl.Series("zl_edge", ahead).fill_nan(None)).write_parquet(path)
+    out = tmp_path / "report.json"
+    assert main(["diagnostics", "--data-path", str(path), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "FAIL 1m export_has_no_future_leak" in err
+    assert "zl_edge: its level knows the target's one-day return 1 day(s) ahead" in err
+    (flagged,) = json.loads(out.read_text())["leakage"]["lags"]["flagged"]
+    assert flagged["feature"] == "zl_edge" and flagged["lag"] == 1 and flagged["z"] > 5

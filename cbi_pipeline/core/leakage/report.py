@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from cbi_pipeline.core.leakage.alignment import AlignmentResult
 from cbi_pipeline.core.leakage.canary import CanaryResult
+from cbi_pipeline.core.leakage.lags import LagScreen
 from cbi_pipeline.core.leakage.screen import ScreenResult
 from cbi_pipeline.core.leakage.truncation import TruncationResult
 
@@ -15,8 +16,14 @@ class LeakageReport:
     alignment: AlignmentResult
     truncation: TruncationResult
     screen: ScreenResult
+    lags: LagScreen
     canary: CanaryResult
 
     @property
     def leak_passed(self) -> bool:
-        return not self.screen.suspects and not self.truncation.failed and self.canary.passed
+        return (
+            not self.screen.suspects
+            and not self.lags.flagged
+            and not self.truncation.failed
+            and self.canary.passed
+        )
