@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from cbi_pipeline.core.correlations.spec import CorrelationSpec
+from cbi_pipeline.core.curves.roll import RollSpec
 from cbi_pipeline.core.export import ExportSpec
 from cbi_pipeline.core.features import FeatureSpec
 from cbi_pipeline.core.gates import GateSpec
@@ -52,6 +53,17 @@ class Settings:
     )
     signal_paths: tuple[str, ...] = setting(
         (), "Raw signal files or globs; ignored for the sample, which brings its own signals."
+    )
+    curve_paths: tuple[str, ...] = setting(
+        (),
+        "Raw futures-curve parquet/CSV files or globs (date, symbol, contract, expiry, close; "
+        "volume, open_interest optional), validated and kept as raw/curve.parquet; with no "
+        "market files, the front-month series come from the curve.",
+    )
+    roll_days_before_notice: int = setting(
+        5,
+        "Curves: a position rolls to the next contract this many trading days before the held "
+        "contract's first notice day.",
     )
     target_symbol: str = setting("ZL", "The symbol to forecast.")
     surface: str = setting(
@@ -172,6 +184,7 @@ class Settings:
             ("train_seed", "an integer >= 0", at_least(0)),
             ("cache_max_age_days", "an integer >= 0", at_least(0)),
             ("correlation_top_k", "an integer >= 1", at_least(1)),
+            ("roll_days_before_notice", "an integer >= 0", at_least(0)),
             ("ewma_lambda", "a number strictly between 0 and 1", lambda v: 0 < v < 1),
             ("min_calibration_rows", "an integer >= 0", at_least(0)),
             ("coverage_tolerance", "a number in [0, 1)", lambda v: 0 <= v < 1),
@@ -181,7 +194,7 @@ class Settings:
 
     @property
     def uses_sample(self) -> bool:
-        return not self.market_paths
+        return not self.market_paths and not self.curve_paths
 
     def regimes(self) -> tuple[Regime, ...]:
         if not self.regimes_path:
@@ -198,6 +211,9 @@ class Settings:
             extra_key_partners=split_list(self.correlation_key_partners),
             regimes=self.regimes(),
         )
+
+    def roll_spec(self) -> RollSpec:
+        return RollSpec(days_before_notice=self.roll_days_before_notice)
 
     def panel_spec(self) -> PanelSpec:
         return PanelSpec(self.target_symbol, self.market_staleness_days, self.signal_staleness_days)

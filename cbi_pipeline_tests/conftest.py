@@ -170,3 +170,37 @@ def random_walk_export(n: int, seed: int, horizon: str = "1w") -> pl.DataFrame:
         pl.col("price").shift(-h).alias(f"target_{horizon}"),
         pl.lit(dates[-1]).alias("as_of"),
     )
+
+
+def make_tiny_curve(
+    n: int = 320, seed: int = 9, start: dt.date = dt.date(2007, 6, 1), symbols=("ZL", "ZS")
+) -> pl.DataFrame:
+    """A raw futures curve: for each symbol, the contracts of the H K N U Z months, each quoted
+    from a year before its expiry (the 15th of its delivery month, or the business day before)
+    until that expiry; close = spot * exp(carry * years to expiry), carry 3%, on business days."""
+    rng = np.random.default_rng(seed)
+    days = business_days(start, n)
+    months = {"H": 3, "K": 5, "N": 7, "U": 9, "Z": 12}
+    rows = []
+    for symbol, level in zip(symbols, (30.0, 900.0), strict=False):
+        spot = level * np.exp(np.cumsum(rng.normal(0, 0.015, n)))
+        for year in range(start.year, days[-1].year + 2):
+            for letter, month in months.items():
+                expiry = dt.date(year, month, 15)
+                while expiry.weekday() >= 5:
+                    expiry -= dt.timedelta(days=1)
+                for i, d in enumerate(days):
+                    if expiry - dt.timedelta(days=365) <= d <= expiry:
+                        tau = (expiry - d).days / 365.25
+                        rows.append(
+                            {
+                                "date": d,
+                                "symbol": symbol,
+                                "contract": f"{symbol}{letter}{year}",
+                                "expiry": expiry,
+                                "close": float(spot[i] * math.exp(0.03 * tau)),
+                                "volume": 1000.0,
+                                "open_interest": 5000.0,
+                            }
+                        )
+    return pl.DataFrame(rows).sort("symbol", "date", "expiry")

@@ -53,6 +53,7 @@ def add_sources(p: argparse.ArgumentParser) -> None:
     add_setting(p, "--data-root", "data_root")
     add_setting(p, "--market", "market_paths", many=True)
     add_setting(p, "--signals", "signal_paths", many=True)
+    add_setting(p, "--curve", "curve_paths", many=True)
     add_setting(p, "--target", "target_symbol")
     add_setting(p, "--regimes", "regimes_path")
 

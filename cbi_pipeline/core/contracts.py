@@ -325,3 +325,30 @@ def check_market_coverage(market: pl.DataFrame, target_symbol: str) -> None:
             f"the target {target_symbol} ({target['first']}..{target['last']}): {detail}; "
             "expected every series to share dates with the target"
         )
+
+
+# --- public entry points for other contracts (the futures curve) ---------------------------------
+
+
+def fail(
+    source: str,
+    column: str,
+    problem: str,
+    expected: str,
+    rows: pl.DataFrame,
+    columns: Sequence[str],
+) -> DataContractError:
+    """The contract error in the shared format; ``rows`` must carry :data:`ROW_COL`."""
+    return _fail(source, column, problem, expected, rows, columns)
+
+
+def check_dates(frame: pl.DataFrame, source: str, today: dt.date | None) -> None:
+    """The shared ``date`` bounds: none before :data:`DATE_FLOOR`, none after ``today`` + 1."""
+    _check_dates(frame, source, today)
+
+
+def parse_numbers(
+    frame: pl.DataFrame, source: str, columns: Sequence[str], key: Sequence[str]
+) -> pl.DataFrame:
+    """Cast ``columns`` to Float64 (text is parsed; empty text is null), refusing non-numbers."""
+    return _parse_numbers(frame, source, columns, key)

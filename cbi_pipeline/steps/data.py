@@ -21,6 +21,7 @@ from cbi_pipeline.core.contracts import (
     normalize_market,
     normalize_signals,
 )
+from cbi_pipeline.core.curves.roll import continuous_series
 from cbi_pipeline.core.export import (
     TargetGap,
     build_export,
@@ -36,14 +37,22 @@ from cbi_pipeline.core.vocabulary import HORIZON_LABELS, horizon_days
 from cbi_pipeline.settings import Settings
 from cbi_pipeline.steps.correlations import join_correlation_features
 from cbi_pipeline.store.root import Batch, DataRoot, read_parquet, write_json, write_parquet
-from cbi_pipeline.store.sources import load_market_files, load_signal_files, read_table
+from cbi_pipeline.store.sources import (
+    load_curve_files,
+    load_market_files,
+    load_signal_files,
+    read_table,
+)
 
 
 @dataclass(frozen=True)
 class RawData:
+    """curve: the validated futures curves (``core.curves``), None when none were given."""
+
     market: pl.DataFrame
     signals: pl.DataFrame
     source: str
+    curve: pl.DataFrame | None = None
 
 
 def load_raw(
@@ -56,6 +65,7 @@ def load_raw(
     label every horizon asked for: all of it before anything is written."""
     today = today or dt.date.today()
     settings.regimes()  # a bad calendar fails here, not after the raw copies are replaced
+    curve = None
     if settings.uses_sample:
         start, end = settings.sample_dates()
         sample = generate_sample_market(
@@ -65,16 +75,33 @@ def load_raw(
         signals = combine_signals([normalize_signals(sample.signals, "sample signals", today)])
         source = f"sample market (seed {settings.sample_seed})"
     else:
-        market = load_market_files(settings.market_paths, today)
+        curve = load_curve_files(settings.curve_paths, today) if settings.curve_paths else None
+        if settings.market_paths:
+            market = load_market_files(settings.market_paths, today)
+        else:
+            assert curve is not None  # uses_sample is False: market or curve paths are given
+            market = market_from_curve(curve, settings, today)
         signals = (
             load_signal_files(settings.signal_paths, today)
             if settings.signal_paths
             else combine_signals([])
         )
-        source = ", ".join(settings.market_paths + settings.signal_paths)
+        source = ", ".join(settings.market_paths + settings.curve_paths + settings.signal_paths)
     check_market_coverage(market, settings.target_symbol)
     check_history_length(market, settings.target_symbol, horizons, source)
-    return RawData(market, signals, source)
+    return RawData(market, signals, source, curve)
+
+
+def market_from_curve(curve: pl.DataFrame, settings: Settings, today: dt.date) -> pl.DataFrame:
+    """The raw market rows (date, symbol, close, volume) of each curve symbol's unadjusted front
+    series under the roll rule: what a front-month file would hold, had the vendor rolled as the
+    desk does. Validated through the market contract like any market file."""
+    front = continuous_series(curve, settings.roll_spec())
+    volume = curve.select("date", "symbol", "contract", "volume")
+    rows = front.join(volume, on=["date", "symbol", "contract"], how="left").select(
+        "date", "symbol", pl.col("front").alias("close"), "volume"
+    )
+    return combine_market([normalize_market(rows, "front months of the curve", today)])
 
 
 def check_history_length(
@@ -107,8 +134,11 @@ def write_panel(root: DataRoot, panel: pl.DataFrame, batch: Batch | None = None)
 
 
 def write_raw(root: DataRoot, raw: RawData, batch: Batch | None = None) -> tuple[Path, Path]:
-    """The raw copies, each atomically, or staged in ``batch`` to be swapped in with the rest."""
+    """The raw copies (and the curve, when there is one), each atomically, or staged in
+    ``batch`` to be swapped in with the rest."""
     put = batch.parquet if batch else write_parquet
+    if raw.curve is not None:
+        put(raw.curve, root.raw_curve)
     return put(raw.market, root.raw_market), put(raw.signals, root.raw_signals)
 
 

@@ -69,6 +69,10 @@ class DataRoot:
         return self.path("raw", "signals.parquet")
 
     @property
+    def raw_curve(self) -> Path:
+        return self.path("raw", "curve.parquet")
+
+    @property
     def market_panel(self) -> Path:
         return self.path("exports", "market_panel.parquet")
 

@@ -17,6 +17,7 @@ from cbi_pipeline.core.contracts import (
     normalize_market,
     normalize_signals,
 )
+from cbi_pipeline.core.curves.contract import combine_curves, normalize_curve
 
 
 def expand_paths(patterns: Sequence[str], kind: str) -> list[Path]:
@@ -72,6 +73,15 @@ def load_market_files(patterns: Sequence[str], today: dt.date | None = None) -> 
     files = expand_paths(patterns, "market")
     today = today or dt.date.today()
     return combine_market([normalize_market(read_table(f), str(f), today) for f in files])
+
+
+def load_curve_files(patterns: Sequence[str], today: dt.date | None = None) -> pl.DataFrame:
+    """Every futures-curve file, validated against the raw curve contract (``core.curves``)."""
+    files = expand_paths(patterns, "curve")
+    today = today or dt.date.today()
+    return combine_curves(
+        [normalize_curve(read_table(f), str(f), today) for f in files], [str(f) for f in files]
+    )
 
 
 def load_signal_files(patterns: Sequence[str], today: dt.date | None = None) -> pl.DataFrame:

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cbi_pipeline.cli.main import main
-from cbi_pipeline_tests.conftest import make_tiny_market
+from cbi_pipeline_tests.conftest import make_tiny_curve, make_tiny_market
 
 N = 320
 
@@ -314,3 +314,43 @@ def test_a_bad_input_through_cbi_cycle_is_named_and_changes_nothing(good, tmp_pa
         k: v for k, v in snapshot(root).items() if not k.startswith(("dagster_home/", "mlflow/"))
     }
     assert after == before
+
+
+CURVE_CASES = {
+    "a close after the contract's expiry": (
+        lambda c: c.with_columns(
+            pl.when(pl.int_range(pl.len()) == 3)
+            .then(pl.col("expiry") - dt.timedelta(days=400))
+            .otherwise(pl.col("expiry"))
+            .alias("expiry")
+        ),
+        ["column 'expiry'"],
+    ),
+    "a duplicated contract row": (lambda c: pl.concat([c, c.slice(10, 1)]), ["duplicate"]),
+    "a non-positive close": (
+        lambda c: c.with_columns(
+            pl.when(pl.int_range(pl.len()) == 5).then(-1.0).otherwise("close").alias("close")
+        ),
+        ["column 'close'"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CURVE_CASES))
+def test_a_bad_curve_file_is_refused_by_name_and_leaves_every_file_as_it_was(
+    case, good, tmp_path, capsys
+):
+    _market, root, before = good
+    corrupt, expected = CURVE_CASES[case]
+    curve = tmp_path / "curve.csv"
+    corrupt(make_tiny_curve(n=N)).write_csv(curve)
+    market_path = tmp_path / "market.csv"
+    code = main(
+        ["export", "--market", str(market_path), "--curve", str(curve), "--data-root", str(root)]
+    )
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert str(curve) in err
+    for text in expected:
+        assert text in err, err
+    assert snapshot(root) == before

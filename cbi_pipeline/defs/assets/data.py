@@ -30,7 +30,8 @@ def raw_market(
 ) -> dg.MaterializeResult:
     """Raw daily market closes (long: date, symbol, OHLCV) and raw signals (date, series, value),
     from the built-in sample market or the user's files, validated against the raw contracts
-    before anything is written. Stored as ``raw/market.parquet`` and ``raw/signals.parquet``."""
+    before anything is written. Stored as ``raw/market.parquet`` and ``raw/signals.parquet``,
+    with the user's futures curves (``curve_paths``) as ``raw/curve.parquet``."""
     settings = pipeline.settings()
     root = pipeline.root()
     for path in root.finish_swap():
@@ -60,6 +61,7 @@ def raw_market(
             ),
             "date_range": _date_range(raw.market),
             "per_symbol": dg.MetadataValue.md(markdown_table(per_symbol)),
+            "curve_rows": 0 if raw.curve is None else raw.curve.height,
             "market_path": dg.MetadataValue.path(str(market_path)),
             "signals_path": dg.MetadataValue.path(str(signals_path)),
         }
