@@ -40,11 +40,9 @@ def run(args: argparse.Namespace) -> int:
     def progress(stage: str, key: str | None, seconds: float) -> None:
         print(f"  {stage:<12} {key or '-':<10} done in {seconds:5.1f}s", flush=True)
 
-    print(
-        f"running the cycle on {settings.market_paths or 'the sample market'} "
-        f"-> {settings.data_root}",
-        flush=True,
-    )
+    inputs = settings.market_paths + settings.curve_paths
+    source = "the sample market" if settings.uses_sample else ", ".join(inputs)
+    print(f"running the cycle on {source} -> {settings.data_root}", flush=True)
     report = runner.run_cycle(settings, instance, chosen, on_run=progress)
     print(
         f"cycle finished in {time.perf_counter() - start:.1f}s: "

@@ -56,7 +56,7 @@ def _examples(rows: pl.DataFrame, columns: Sequence[str]) -> str:
     return "\n".join(lines) + more
 
 
-def _fail(
+def fail(
     source: str,
     column: str,
     problem: str,
@@ -87,7 +87,7 @@ def _parse_dates(frame: pl.DataFrame, source: str) -> pl.DataFrame:
     )
     bad = parsed.filter(pl.col("_parsed").is_null())
     if bad.height:
-        raise _fail(
+        raise fail(
             source,
             "date",
             "is missing or unparsable",
@@ -98,7 +98,7 @@ def _parse_dates(frame: pl.DataFrame, source: str) -> pl.DataFrame:
     return parsed.with_columns(pl.col("_parsed").alias("date")).drop("_parsed")
 
 
-def _parse_numbers(
+def parse_numbers(
     frame: pl.DataFrame, source: str, columns: Sequence[str], key: Sequence[str]
 ) -> pl.DataFrame:
     for col in columns:
@@ -114,7 +114,7 @@ def _parse_numbers(
         cast = text.cast(pl.Float64, strict=False)
         bad = frame.filter(cast.is_null() & text.is_not_null() & (text != ""))
         if bad.height:
-            raise _fail(source, col, "is not numeric", "decimal numbers", bad, [*key, col])
+            raise fail(source, col, "is not numeric", "decimal numbers", bad, [*key, col])
         frame = frame.with_columns(cast.alias(col))
     return frame
 
@@ -132,18 +132,18 @@ def _base_checks(frame: pl.DataFrame, source: str, required: Sequence[str], kind
         )
 
 
-def _check_dates(frame: pl.DataFrame, source: str, today: dt.date | None) -> None:
+def check_dates(frame: pl.DataFrame, source: str, today: dt.date | None) -> None:
     """No date before the floor, none after ``today`` (the day the data is read) by more than a
     day: a future row would give past rows labels from years ahead."""
     key = ["date", *[c for c in ("symbol", "series") if c in frame.columns]]
     bad = frame.filter(pl.col("date") < DATE_FLOOR)
     if bad.height:
-        raise _fail(source, "date", f"is before {DATE_FLOOR}", "a plausible market date", bad, key)
+        raise fail(source, "date", f"is before {DATE_FLOOR}", "a plausible market date", bad, key)
     if today is not None:
         limit = today + dt.timedelta(days=1)
         bad = frame.filter(pl.col("date") > limit)
         if bad.height:
-            raise _fail(
+            raise fail(
                 source, "date", f"is after {limit} (today {today})", "no future dates", bad, key
             )
 
@@ -154,17 +154,17 @@ def _check_price_shape(frame: pl.DataFrame, source: str) -> None:
     key = ["date", "symbol", "open", "high", "low", "close"]
     bad = frame.filter((pl.col("high") < pl.col("low")).fill_null(False))
     if bad.height:
-        raise _fail(source, "high", "is below 'low'", "high >= low", bad, key)
+        raise fail(source, "high", "is below 'low'", "high >= low", bad, key)
     outside = (pl.col("close") < pl.col("low")) | (pl.col("close") > pl.col("high"))
     bad = frame.filter(outside.fill_null(False))
     if bad.height:
-        raise _fail(source, "close", "is outside [low, high]", "low <= close <= high", bad, key)
+        raise fail(source, "close", "is outside [low, high]", "low <= close <= high", bad, key)
     for col in MARKET_PRICES:
         ratio = pl.col(col) / pl.col(col).median().over("symbol")
         implausible = (ratio > PRICE_RANGE) | (ratio < 1 / PRICE_RANGE)
         bad = frame.filter(implausible.fill_null(False))
         if bad.height:
-            raise _fail(
+            raise fail(
                 source,
                 col,
                 f"is more than {PRICE_RANGE:g}x away from its symbol's median in this file",
@@ -182,15 +182,15 @@ def normalize_market(
     _base_checks(frame, source, MARKET_REQUIRED, "market")
     frame = frame.with_row_index(ROW_COL, offset=1)
     frame = _parse_dates(frame, source)
-    _check_dates(frame, source, today)
+    check_dates(frame, source, today)
     frame = frame.with_columns(pl.col("symbol").cast(pl.String).str.strip_chars())
     bad = frame.filter(pl.col("symbol").is_null() | (pl.col("symbol") == ""))
     if bad.height:
-        raise _fail(source, "symbol", "is empty", "a symbol such as ZL", bad, ["date", "symbol"])
+        raise fail(source, "symbol", "is empty", "a symbol such as ZL", bad, ["date", "symbol"])
     for col in MARKET_OPTIONAL:
         if col not in frame.columns:
             frame = frame.with_columns(pl.lit(None, dtype=pl.Float64).alias(col))
-    frame = _parse_numbers(frame, source, [*MARKET_PRICES, "volume"], ["date", "symbol"])
+    frame = parse_numbers(frame, source, [*MARKET_PRICES, "volume"], ["date", "symbol"])
     for col in MARKET_PRICES:
         value = pl.col(col)
         invalid = ~value.is_finite() | (value <= 0)
@@ -199,7 +199,7 @@ def normalize_market(
         bad = frame.filter(invalid.fill_null(False))
         if bad.height:
             needed = "a finite price > 0" + ("" if col == "close" else " or empty")
-            raise _fail(
+            raise fail(
                 source,
                 col,
                 "is missing, non-positive or non-finite",
@@ -210,7 +210,7 @@ def normalize_market(
     _check_price_shape(frame, source)
     bad = frame.filter((~pl.col("volume").is_finite() | (pl.col("volume") < 0)).fill_null(False))
     if bad.height:
-        raise _fail(
+        raise fail(
             source,
             "volume",
             "is negative or non-finite",
@@ -232,15 +232,15 @@ def normalize_signals(
     _base_checks(frame, source, SIGNALS_REQUIRED, "signals")
     frame = frame.with_row_index(ROW_COL, offset=1)
     frame = _parse_dates(frame, source)
-    _check_dates(frame, source, today)
+    check_dates(frame, source, today)
     frame = frame.with_columns(pl.col("series").cast(pl.String).str.strip_chars())
     bad = frame.filter(pl.col("series").is_null() | (pl.col("series") == ""))
     if bad.height:
-        raise _fail(source, "series", "is empty", "a series name", bad, ["date", "series"])
-    frame = _parse_numbers(frame, source, ["value"], ["date", "series"])
+        raise fail(source, "series", "is empty", "a series name", bad, ["date", "series"])
+    frame = parse_numbers(frame, source, ["value"], ["date", "series"])
     bad = frame.filter(~pl.col("value").is_finite().fill_null(False))
     if bad.height:
-        raise _fail(
+        raise fail(
             source,
             "value",
             "is missing or non-finite",
@@ -325,30 +325,3 @@ def check_market_coverage(market: pl.DataFrame, target_symbol: str) -> None:
             f"the target {target_symbol} ({target['first']}..{target['last']}): {detail}; "
             "expected every series to share dates with the target"
         )
-
-
-# --- public entry points for other contracts (the futures curve) ---------------------------------
-
-
-def fail(
-    source: str,
-    column: str,
-    problem: str,
-    expected: str,
-    rows: pl.DataFrame,
-    columns: Sequence[str],
-) -> DataContractError:
-    """The contract error in the shared format; ``rows`` must carry :data:`ROW_COL`."""
-    return _fail(source, column, problem, expected, rows, columns)
-
-
-def check_dates(frame: pl.DataFrame, source: str, today: dt.date | None) -> None:
-    """The shared ``date`` bounds: none before :data:`DATE_FLOOR`, none after ``today`` + 1."""
-    _check_dates(frame, source, today)
-
-
-def parse_numbers(
-    frame: pl.DataFrame, source: str, columns: Sequence[str], key: Sequence[str]
-) -> pl.DataFrame:
-    """Cast ``columns`` to Float64 (text is parsed; empty text is null), refusing non-numbers."""
-    return _parse_numbers(frame, source, columns, key)

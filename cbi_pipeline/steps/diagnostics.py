@@ -8,7 +8,7 @@ benchmark, so all three write the same JSON.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +113,7 @@ def diagnose_root(
 ) -> list[DiagnosticsOutput]:
     """Diagnostics of the pipeline's own exports under the data root, truncation included (the
     raw data must be there: a missing raw file is an error, never a skipped test)."""
+    spec = replace(spec, max_gap_days=settings.market_staleness_days)
     exports = {}
     for h in horizons:
         path = root.export(export_filename(settings.target_symbol, settings.surface, h))
@@ -155,6 +156,7 @@ def diagnose_file(
     root with the raw market is given; otherwise the report says it was not run, and why."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: export file not found")
+    spec = replace(spec, max_gap_days=settings.market_staleness_days)
     export = read_parquet(path, "the export")
     horizon = horizon or infer_horizon(export, str(path))
     require_columns(export, horizon, str(path))

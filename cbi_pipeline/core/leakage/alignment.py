@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from cbi_pipeline.core.export import PRICE_COL, feature_columns
+from cbi_pipeline.core.export import PRICE_COL, feature_columns, labels_spanning_gaps
 from cbi_pipeline.core.leakage.arrays import close_mask, float_column, shift_ahead
 from cbi_pipeline.core.leakage.spec import DEFAULT_LEAKAGE, LeakageSpec
 from cbi_pipeline.core.vocabulary import horizon_days, target_column
@@ -61,13 +61,18 @@ def require_columns(export: pl.DataFrame, horizon: str, source: str = "export") 
 def check_alignment(
     export: pl.DataFrame, horizon: str, spec: LeakageSpec = DEFAULT_LEAKAGE, max_rows: int = 20
 ) -> AlignmentResult:
-    """``target_{h}[t] == price[t+h]`` on every row; null exactly where no row t+h exists."""
+    """``target_{h}[t] == price[t+h]`` on every row; null exactly where no row t+h exists or the
+    label's window spans a hole in the dates longer than ``spec.max_gap_days`` (the export
+    nulls those: ``core.export.labels_spanning_gaps``)."""
     h = horizon_days(horizon)
     dates = export["date"].cast(pl.Date)
     increasing = bool(dates.is_sorted()) and dates.n_unique() == dates.len()
     price = float_column(export, PRICE_COL)
     target = float_column(export, target_column(horizon))
     expected = shift_ahead(price, h)
+    if increasing:
+        spans = labels_spanning_gaps(dates, horizon, spec.max_gap_days).to_numpy()
+        expected[spans] = np.nan
     has_t, has_e = np.isfinite(target), np.isfinite(expected)
     ok = (~has_t & ~has_e) | (has_t & has_e & close_mask(target, expected, spec.rel_tol))
     bad = np.flatnonzero(~ok)

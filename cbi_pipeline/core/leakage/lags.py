@@ -226,12 +226,17 @@ def lag_screen(
     horizon: str,
     features: Sequence[str] | None = None,
     spec: LeakageSpec = DEFAULT_LEAKAGE,
+    limit_features: int | None = None,
 ) -> LagScreen:
-    """Run the lag screen (module docstring) on the numeric features of an export."""
+    """Run the lag screen (module docstring) on the numeric features of an export.
+
+    limit_features: the number of features the |z| limit is set for (default: those screened).
+    The canary screens its few planted columns against the limit of a screen of the whole
+    export, so that catching them proves the bar the real screen applies."""
     # One BLAS thread: its threads thrash on a busy 2-core machine (entered once: it inspects
     # the loaded libraries, too slow to repeat per product).
     with threadpool_limits(1):
-        return _lag_screen(export, horizon, features, spec)
+        return _lag_screen(export, horizon, features, spec, limit_features)
 
 
 def _lag_screen(
@@ -239,6 +244,7 @@ def _lag_screen(
     horizon: str,
     features: Sequence[str] | None,
     spec: LeakageSpec,
+    limit_features: int | None,
 ) -> LagScreen:
     h = horizon_days(horizon)
     names = list(feature_columns(export) if features is None else features)
@@ -255,7 +261,7 @@ def _lag_screen(
     spans = _windows(n, spec.lag_window_rows)
     columns = [(f, t) for t in LAG_TRANSFORMS for f in numeric]
     # return tests on both transforms, absolute-return tests on the change only
-    tests = len(numeric) * 3 * lags * len(spans)
+    tests = (len(numeric) if limit_features is None else limit_features) * 3 * lags * len(spans)
     z_limit = float(stats.norm.isf(spec.lag_alpha / (2 * max(tests, 1))))
     window_dates = tuple((dates[a], dates[b - 1]) for a, b in spans) if n else ()
     if not numeric or n < MIN_OVERLAP + 2:

@@ -46,6 +46,8 @@ class LeakageSpec:
         whole history.
     lag_canary_rows: the lag canaries (a 1-day and a noisy 2-day forward return, a centred moving
         average) are expected to be caught from this many rows on.
+    max_gap_days: the export's staleness limit: the alignment check expects a null label where
+        the label's window spans a hole in the dates longer than this (``labels_spanning_gaps``).
     seed: seed of the canary noise and of nothing else.
     rel_tol: relative tolerance of value comparisons (alignment, truncation, equality).
     """
@@ -64,6 +66,7 @@ class LeakageSpec:
     lag_min_corr: float = 0.1
     lag_window_rows: int = 756
     lag_canary_rows: int = 500
+    max_gap_days: int = 7
     seed: int = 20240101
     rel_tol: float = 1e-9
 
