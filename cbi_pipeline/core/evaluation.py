@@ -18,7 +18,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from cbi_pipeline.core.metrics import DEFAULT_COST_BP, MetricSet, breakdown, metric_set
+from cbi_pipeline.core.metrics import (
+    DEFAULT_COST_BP,
+    HELD_RETURN,
+    MetricSet,
+    breakdown,
+    metric_set,
+)
 from cbi_pipeline.core.probabilistic import (
     DieboldMariano,
     ProbabilisticSet,
@@ -134,9 +140,12 @@ def evaluate(
     h: int,
     cost_bp: float = DEFAULT_COST_BP,
     interval_benchmark: pl.DataFrame | None = None,
+    held: pl.DataFrame | None = None,
 ) -> Evaluation:
     """Metrics for every family on the same dates, with breakdowns, and the candidate.
-    ``interval_benchmark``: the constant-width random-walk intervals on the same dates."""
+    ``interval_benchmark``: the constant-width random-walk intervals on the same dates.
+    ``held``: ``date, held_return`` (a rolled futures position's h-day return): the Sharpe ratio
+    and hit rate are measured on it; it must cover every test date."""
     if RANDOM_WALK not in predictions:
         raise EvaluationError(f"{horizon}: no random_walk predictions; every comparison needs it")
     for family, frame in predictions.items():
@@ -151,9 +160,20 @@ def evaluate(
                 f"families must share the walk-forward test dates (missing {only_rw[:3]}, "
                 f"extra {only_f[:3]})"
             )
+    if held is not None:
+        covered = held.filter(pl.col(HELD_RETURN).is_finite())["date"].to_list()
+        missing = sorted(rw_dates - set(covered))
+        if missing:
+            raise EvaluationError(
+                f"{horizon}: the curve gives no rolled-position return for {len(missing)} test "
+                f"date(s), e.g. {[str(d) for d in missing[:3]]}; expected it to cover every test "
+                "date from the origin to h days later (or evaluate without a curve)"
+            )
     families = {}
     for family, frame in sorted(predictions.items(), key=lambda kv: _rank(kv[0])):
         frame = frame.sort("date")
+        if held is not None:
+            frame = frame.join(held.select("date", HELD_RETURN), on="date", how="left")
         prob, prob_breakdowns = _probabilistic(frame)
         families[family] = FamilyEvaluation(
             family,

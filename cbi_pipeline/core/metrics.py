@@ -70,6 +70,9 @@ def mase(y_true: object, y_pred: object, price: object) -> float:
     return mae(y_true, y_pred) / rw
 
 
+HELD_RETURN = "held_return"
+
+
 def hit_rate(y_true: object, y_pred: object, price: object) -> float | None:
     """Share of rows with a non-zero predicted move whose sign matches the realised move.
 
@@ -168,12 +171,23 @@ def metric_set(
     true_col: str = "y_true",
     pred_col: str = "y_pred",
 ) -> MetricSet:
-    """Every metric for one set of predictions (one family, one slice)."""
+    """Every metric for one set of predictions (one family, one slice).
+
+    With a ``held_return`` column (the h-day log return of a rolled futures position,
+    ``core.curves.returns``), the Sharpe ratio and the hit rate are measured on it instead of the
+    front month's price change, which jumps at every roll."""
     t, p, o = (frame[c].to_numpy() for c in (true_col, pred_col, price_col))
     rw = mape(t, o)
     origins = non_overlapping_origins(frame[date_col].to_numpy(), h)
     pred_ret = np.log(p[origins] / o[origins])
-    rets = strategy_returns(pred_ret, o[origins], t[origins], cost_bp)
+    held = frame[HELD_RETURN].to_numpy() if HELD_RETURN in frame.columns else None
+    if held is None:
+        rets = strategy_returns(pred_ret, o[origins], t[origins], cost_bp)
+        hits = hit_rate(t, p, o)
+    else:
+        # the same position rule, earning what the rolled position earned
+        rets = strategy_returns(pred_ret, o[origins], o[origins] * np.exp(held[origins]), cost_bp)
+        hits = hit_rate(o * np.exp(held), p, o)
     return MetricSet(
         rows=frame.height,
         mape=mape(t, p),
@@ -183,7 +197,7 @@ def metric_set(
         rw_mape=rw,
         skill=None if rw == 0 else 1.0 - mape(t, p) / rw,
         mase=None if mae(t, o) == 0 else mae(t, p) / mae(t, o),
-        hit_rate=hit_rate(t, p, o),
+        hit_rate=hits,
         sharpe=sharpe(rets, h),
         psr=probabilistic_sharpe(rets),
         sharpe_periods=int(origins.size),

@@ -13,7 +13,9 @@ from typing import Any
 
 import polars as pl
 
+from cbi_pipeline.core.curves.returns import held_returns
 from cbi_pipeline.core.evaluation import Evaluation, FamilyEvaluation, evaluate
+from cbi_pipeline.core.export import export_filename
 from cbi_pipeline.core.gates import GateResult, GateSpec, evaluate_gates
 from cbi_pipeline.core.metrics import DEFAULT_COST_BP, MetricSet
 from cbi_pipeline.core.probabilistic import ProbabilisticSet, pinball_skill
@@ -32,6 +34,7 @@ from cbi_pipeline.core.vocabulary import (
     RANDOM_WALK,
     horizon_days,
 )
+from cbi_pipeline.settings import Settings
 from cbi_pipeline.store.models import current_champion
 from cbi_pipeline.store.root import (
     DataRoot,
@@ -149,14 +152,49 @@ class EvaluationOutput:
     path: Path
 
 
+FRONT_RETURNS = (
+    "front month: log(price[t+h] / price[t]) of the export's target series (no curve given)"
+)
+
+
+def position_returns(
+    root: DataRoot, horizon: str, settings: Settings | None
+) -> tuple[pl.DataFrame | None, str]:
+    """The rolled position's h-day returns on the export's dates when the data root holds a
+    curve (else None), and a line saying which returns the Sharpe ratio and hit rate use."""
+    if not root.raw_curve.exists():
+        return None, FRONT_RETURNS
+    if settings is None:
+        raise ValueError(
+            f"{root.raw_curve}: a curve is present; pass the settings (roll rule, target) so the "
+            "Sharpe ratio uses the rolled position's returns"
+        )
+    export = read_parquet(
+        root.export(export_filename(settings.target_symbol, settings.surface, horizon)),
+        "training_export",
+    )
+    curve = read_parquet(root.raw_curve, "raw_market (the curve)")
+    spec = settings.roll_spec()
+    held = held_returns(curve, settings.target_symbol, export["date"], horizon_days(horizon), spec)
+    line = (
+        f"rolled position: the h-day return of {settings.target_symbol}'s ratio back-adjusted "
+        f"curve series, rolling {spec.days_before_notice} trading days before first notice "
+        f"({root.raw_curve})"
+    )
+    return held, line
+
+
 def evaluate_root(
     root: DataRoot,
     horizon: str,
     cost_bp: float = DEFAULT_COST_BP,
     gate_spec: GateSpec | None = None,
+    settings: Settings | None = None,
 ) -> EvaluationOutput:
     """Compare every family's predictions, run the gates on the candidate, write the JSON.
-    ``gate_spec`` defaults to the horizon's seed thresholds (``Settings.gate_spec``)."""
+    ``gate_spec`` defaults to the horizon's seed thresholds (``Settings.gate_spec``). With a
+    curve under the data root (``raw/curve.parquet``) the Sharpe ratio and hit rate use the
+    rolled position's returns (``settings`` gives the roll rule and the export)."""
     files = prediction_files(root, horizon)
     if RANDOM_WALK not in files:
         raise StorageError(
@@ -169,7 +207,8 @@ def evaluate_root(
         if benchmark_path.exists()
         else None
     )
-    ev = evaluate(preds, horizon, horizon_days(horizon), cost_bp, benchmark)
+    held, returns = position_returns(root, horizon, settings)
+    ev = evaluate(preds, horizon, horizon_days(horizon), cost_bp, benchmark, held)
     diag = diagnostics_status(root, horizon)
     champion = current_champion(root, horizon)
     gates: list[GateResult] = []
@@ -192,6 +231,7 @@ def evaluate_root(
     payload = evaluation_payload(
         ev, gates if ev.candidate else None, champion, diag, files, cost_bp
     )
+    payload["returns"] = returns
     path = write_json(payload, root.evaluation(horizon))
     return EvaluationOutput(horizon, ev, gates, payload, path)
 
@@ -260,6 +300,7 @@ def summary_markdown(payload: Mapping[str, Any]) -> str:
         [
             f"### {payload['horizon']}: candidate `{payload['candidate']}` — {verdict}",
             f"{payload['rows']} out-of-fold origins, {payload['first_date']} .. {payload['last_date']}",
+            f"Sharpe and hit rate on: {payload.get('returns', FRONT_RETURNS)}",
             markdown_table(families_frame(payload)),
             markdown_table(gates_frame(payload)),
         ]
@@ -272,6 +313,7 @@ def summary_text(payload: Mapping[str, Any]) -> str:
         [
             f"{payload['horizon']}: candidate {payload['candidate']} ({verdict}); "
             f"{payload['rows']} origins {payload['first_date']}..{payload['last_date']}",
+            f"Sharpe and hit rate on: {payload.get('returns', FRONT_RETURNS)}",
             text_table(families_frame(payload)),
             text_table(gates_frame(payload)),
         ]

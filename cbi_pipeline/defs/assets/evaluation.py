@@ -28,7 +28,7 @@ def evaluation(
     horizon = context.partition_key
     root = pipeline.root()
     settings = pipeline.settings()
-    out = evaluate_root(root, horizon, gate_spec=settings.gate_spec(horizon))
+    out = evaluate_root(root, horizon, gate_spec=settings.gate_spec(horizon), settings=settings)
     registry = Registry(mlflow_tracking.tracker(settings.data_root), settings.target_symbol)
     run_id, url = registry.log_evaluation(horizon, out.payload, mlflow_tracking.run_tags(context))
     payload = out.payload
