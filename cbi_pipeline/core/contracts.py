@@ -300,13 +300,16 @@ def combine_signals(frames: Sequence[pl.DataFrame]) -> pl.DataFrame:
     return combined.drop(SOURCE_COL, ROW_COL).sort("series", "date")
 
 
-def check_market_coverage(market: pl.DataFrame, target_symbol: str) -> None:
-    """The target must exist, and every other symbol must overlap the target's date range."""
+def check_market_coverage(
+    market: pl.DataFrame, target_symbol: str, source: str = "the raw market data"
+) -> None:
+    """The target must exist, and every other symbol must overlap the target's date range.
+    ``source`` names the file(s) the market came from, for the messages."""
     symbols = sorted(market["symbol"].unique().to_list())
     if target_symbol not in symbols:
         raise DataContractError(
-            f"column 'symbol': unknown target symbol {target_symbol!r}; the raw market data "
-            f"holds {symbols}; expected the target among them (set target_symbol)"
+            f"{source}: column 'symbol': unknown target symbol {target_symbol!r}; the raw "
+            f"market data holds {symbols}; expected the target among them (set target_symbol)"
         )
     ranges = market.group_by("symbol").agg(
         pl.col("date").min().alias("first"), pl.col("date").max().alias("last")
@@ -321,7 +324,25 @@ def check_market_coverage(market: pl.DataFrame, target_symbol: str) -> None:
             f"{r['symbol']} {r['first']}..{r['last']}" for r in apart.iter_rows(named=True)
         )
         raise DataContractError(
-            f"column 'symbol': symbol(s) {apart['symbol'].to_list()} have no dates overlapping "
+            f"{source}: column 'symbol': symbol(s) {apart['symbol'].to_list()} have no dates "
+            "overlapping "
             f"the target {target_symbol} ({target['first']}..{target['last']}): {detail}; "
             "expected every series to share dates with the target"
+        )
+
+
+def check_signal_names(
+    signals: pl.DataFrame, market: pl.DataFrame, target_symbol: str, source: str
+) -> None:
+    """A signal series may not take a name the market panel uses (``{SYMBOL}_close``, the
+    target's ``open/high/low/volume``, ``date``), in any case, nor end in ``_close``: features
+    treat such a column as a market close and would build a second set under the same names."""
+    reserved = {"date"} | {f"{s}_close".lower() for s in market["symbol"].unique().to_list()}
+    reserved |= {f"{target_symbol}_{f}".lower() for f in ("open", "high", "low", "volume")}
+    names = sorted(signals["series"].unique().to_list())
+    bad = [n for n in names if n.lower() in reserved or n.lower().endswith("_close")]
+    if bad:
+        raise DataContractError(
+            f"{source}: column 'series': signal series {bad} take a name of the market panel "
+            "or end in '_close' (reserved for market closes); expected other names"
         )

@@ -16,6 +16,7 @@ import polars as pl
 from cbi_pipeline.core.contracts import (
     DataContractError,
     check_market_coverage,
+    check_signal_names,
     combine_market,
     combine_signals,
     normalize_market,
@@ -87,7 +88,7 @@ def load_raw(
             else combine_signals([])
         )
         source = ", ".join(settings.market_paths + settings.curve_paths + settings.signal_paths)
-    check_market_coverage(market, settings.target_symbol)
+    check_market_coverage(market, settings.target_symbol, source)
     check_history_length(market, settings.target_symbol, horizons, source)
     return RawData(market, signals, source, curve)
 
@@ -123,6 +124,8 @@ def check_buildable(raw: RawData, settings: Settings) -> pl.DataFrame:
     """Build the panel and the features in memory, as the next steps will: whatever fails there
     (a signal or symbol whose features collide with others, ...) fails before the raw copies
     are replaced. Returns the panel, for a caller that writes it next (``write_panel``)."""
+    signals_source = ", ".join(settings.signal_paths) or raw.source
+    check_signal_names(raw.signals, raw.market, settings.target_symbol, signals_source)
     panel = build_market_panel(raw.market, raw.signals, settings.panel_spec())
     build_features(panel, settings.feature_spec())
     return panel
@@ -240,7 +243,7 @@ def load_panel_file(path: Path, settings: Settings, signal_paths: list[str] | No
     target = close_column(settings.target_symbol)
     if {"symbol", "close"} <= set(frame.columns):
         market = load_market_files([str(path)])
-        check_market_coverage(market, settings.target_symbol)
+        check_market_coverage(market, settings.target_symbol, str(path))
         signals = load_signal_files(signal_paths) if signal_paths else combine_signals([])
         return build_market_panel(market, signals, settings.panel_spec())
     if "date" in frame.columns and target in frame.columns:

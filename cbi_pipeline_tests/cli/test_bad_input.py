@@ -358,3 +358,42 @@ def test_a_bad_curve_file_is_refused_by_name_and_leaves_every_file_as_it_was(
     for text in expected:
         assert text in err, err
     assert snapshot(root) == before
+
+
+def test_an_unknown_target_or_a_series_apart_from_it_is_refused_naming_the_file(
+    good, tmp_path, capsys
+):
+    market, root, before = good
+    code, _, path = export_with(tmp_path, root, market, "--target", "ZX")
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert f"{path}: column 'symbol': unknown target symbol 'ZX'" in err
+    assert snapshot(root) == before
+    later = pl.when(pl.col("symbol") == "CL").then(pl.col("date") + dt.timedelta(days=3000))
+    apart = market.with_columns(later.otherwise(pl.col("date")).alias("date"))
+    code, _, path = export_with(tmp_path, root, apart)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert f"{path}: column 'symbol': symbol(s) ['CL'] have no dates overlapping" in err
+    assert snapshot(root) == before
+
+
+def test_a_signal_named_like_a_feature_fails_before_anything_is_written(good, tmp_path, capsys):
+    """A signal series called ``zl_close`` collides with the panel's target column: refused
+    with the name, before the raw copies are replaced."""
+    from cbi_pipeline_tests.conftest import make_tiny_signals
+
+    _market, root, before = good
+    signals = tmp_path / "signals.csv"
+    make_tiny_signals(n=N).filter(pl.col("series") == "weather_test_anom").with_columns(
+        pl.lit("zl_close").alias("series")
+    ).write_csv(signals)
+    market_path = tmp_path / "market.csv"
+    args = ["export", "--market", str(market_path), "--signals", str(signals)]
+    code = main([*args, "--data-root", str(root)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert (
+        f"{signals}: column 'series': signal series ['zl_close'] take a name of the market" in err
+    )
+    assert snapshot(root) == before
