@@ -142,7 +142,7 @@ def random_walk_export(n: int, seed: int, horizon: str = "1w") -> pl.DataFrame:
     # fat tails and volatility clusters, like a futures price
     vol = 0.015 * np.exp(np.cumsum(rng.normal(0, 0.05, n)).clip(-1, 1))
     p = 40 * np.exp(np.cumsum(vol * rng.standard_t(4, n) / math.sqrt(2)))
-    h = {"1w": 5, "1m": 21}[horizon]
+    h = {"1w": 5, "1m": 21, "3m": 63, "6m": 126, "12m": 252}[horizon]
     frame = pl.DataFrame({"date": dates, "price": p})
     features = {}
     for i in range(40):
