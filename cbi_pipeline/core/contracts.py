@@ -119,7 +119,8 @@ def parse_numbers(
     return frame
 
 
-def _base_checks(frame: pl.DataFrame, source: str, required: Sequence[str], kind: str) -> None:
+def base_checks(frame: pl.DataFrame, source: str, required: Sequence[str], kind: str) -> None:
+    """The required columns are there and the file has rows (every raw contract starts here)."""
     missing = [c for c in required if c not in frame.columns]
     if missing:
         raise DataContractError(
@@ -179,7 +180,7 @@ def normalize_market(
 ) -> pl.DataFrame:
     """Validate one raw market frame and return it typed in the contract's column order.
     ``today``: the day the data is read; rows dated more than a day after it are refused."""
-    _base_checks(frame, source, MARKET_REQUIRED, "market")
+    base_checks(frame, source, MARKET_REQUIRED, "market")
     frame = frame.with_row_index(ROW_COL, offset=1)
     frame = _parse_dates(frame, source)
     check_dates(frame, source, today)
@@ -229,7 +230,7 @@ def normalize_signals(
     frame: pl.DataFrame, source: str, today: dt.date | None = None
 ) -> pl.DataFrame:
     """Validate one raw signals frame (date, series, value) and return it typed."""
-    _base_checks(frame, source, SIGNALS_REQUIRED, "signals")
+    base_checks(frame, source, SIGNALS_REQUIRED, "signals")
     frame = frame.with_row_index(ROW_COL, offset=1)
     frame = _parse_dates(frame, source)
     check_dates(frame, source, today)

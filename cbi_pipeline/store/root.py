@@ -166,16 +166,25 @@ def _atomic(path: Path, write: Callable[[Path], object], render: Callable[[], by
     if not is_local(path):
         path.write_bytes(render())
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp = _temporary(path)
     try:
-        write(tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
+        _write_synced(tmp, write)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def _temporary(path: Path) -> Path:
+    """A hidden temporary name beside ``path`` (same folder, so the rename stays atomic)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+
+
+def _write_synced(tmp: Path, write: Callable[[Path], object]) -> None:
+    write(tmp)
+    with open(tmp, "rb+") as handle:
+        os.fsync(handle.fileno())
 
 
 def _parquet(frame: pl.DataFrame) -> tuple[Callable[[Path], object], Callable[[], bytes]]:
@@ -238,12 +247,9 @@ class Batch:
         if not is_local(path):
             self._rendered.append((render(), path))
             return path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        tmp = _temporary(path)
         self._staged.append((tmp, path))
-        write(tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
+        _write_synced(tmp, write)
         return path
 
     def parquet(self, frame: pl.DataFrame, path: Path) -> Path:

@@ -22,6 +22,7 @@ from cbi_pipeline.core.contracts import (
     MAX_EXAMPLES,
     ROW_COL,
     DataContractError,
+    base_checks,
     check_dates,
     fail,
     parse_numbers,
@@ -64,20 +65,6 @@ def delivery_index(code: pl.Expr) -> pl.Expr:
 
 def _month_index(date: pl.Expr) -> pl.Expr:
     return date.dt.year().cast(pl.Int32) * 12 + date.dt.month().cast(pl.Int32) - 1
-
-
-def _required(frame: pl.DataFrame, source: str) -> None:
-    missing = [c for c in CURVE_REQUIRED if c not in frame.columns]
-    if missing:
-        raise DataContractError(
-            f"{source}: missing required column(s) {missing} for the raw curve contract; "
-            f"found columns {frame.columns}; expected at least {list(CURVE_REQUIRED)}"
-        )
-    if frame.height == 0:
-        raise DataContractError(
-            f"{source}: the file is empty (no data rows); expected raw curve rows "
-            f"({', '.join(CURVE_REQUIRED)})"
-        )
 
 
 def _parse_date_column(frame: pl.DataFrame, source: str, column: str) -> pl.DataFrame:
@@ -215,7 +202,7 @@ def normalize_curve(frame: pl.DataFrame, source: str, today: dt.date | None = No
     typed: ``date, symbol, contract, expiry, close, volume, open_interest``, sorted by symbol,
     date and expiry. ``today``: the day the data is read; rows dated more than a day after it
     are refused (an expiry may lie in the future)."""
-    _required(frame, source)
+    base_checks(frame, source, CURVE_REQUIRED, "curve")
     frame = frame.with_row_index(ROW_COL, offset=1)
     frame = _parse_date_column(frame, source, "date")
     frame = _parse_date_column(frame, source, "expiry")
