@@ -62,8 +62,8 @@ class Settings:
     )
     roll_days_before_notice: int = setting(
         5,
-        "Curves: a position rolls to the next contract this many trading days before the held "
-        "contract's first notice day.",
+        "Curves: a position rolls to the next contract this many weekdays (at least 1) before "
+        "the held contract's first notice day.",
     )
     target_symbol: str = setting("ZL", "The symbol to forecast.")
     surface: str = setting(
@@ -184,7 +184,7 @@ class Settings:
             ("train_seed", "an integer >= 0", at_least(0)),
             ("cache_max_age_days", "an integer >= 0", at_least(0)),
             ("correlation_top_k", "an integer >= 1", at_least(1)),
-            ("roll_days_before_notice", "an integer >= 0", at_least(0)),
+            ("roll_days_before_notice", "an integer >= 1", at_least(1)),
             ("ewma_lambda", "a number strictly between 0 and 1", lambda v: 0 < v < 1),
             ("min_calibration_rows", "an integer >= 0", at_least(0)),
             ("coverage_tolerance", "a number in [0, 1)", lambda v: 0 <= v < 1),

@@ -178,7 +178,7 @@ def position_returns(
     held = held_returns(curve, settings.target_symbol, export["date"], horizon_days(horizon), spec)
     line = (
         f"rolled position: the h-day return of {settings.target_symbol}'s ratio back-adjusted "
-        f"curve series, rolling {spec.days_before_notice} trading days before first notice "
+        f"curve series, rolling {spec.days_before_notice} weekdays before first notice "
         f"({root.raw_curve})"
     )
     return held, line

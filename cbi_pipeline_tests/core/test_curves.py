@@ -220,12 +220,12 @@ def _hand_curve() -> pl.DataFrame:
 
 
 def test_hand_built_schedule():
-    """days_before_notice=2. ZLG2020: FND Fri 2020-01-31 is position 21, so its roll date is
-    position 19 (Wed 2020-01-29) and it is held on positions 0..18 (last on Tue 01-28, closing
-    the position at that close). ZLH2020: FND Fri 2020-02-28 lies past the last date (Wed 02-26,
-    position 39): Thu 02-27 is 40 and Fri 02-28 is 41, so its roll date is position 39: ZLJ2020
-    is held on the last day. ZLJ2020: FND Tue 2020-03-31 is position 40 + 2 (Feb 27, 28) + 21
-    (Mar 2 .. Mar 30) = 63, roll position 61."""
+    """days_before_notice=2 (the dates are every weekday, so positions count weekdays).
+    ZLG2020: FND Fri 2020-01-31 is position 21, so its roll date is two weekdays earlier, Wed
+    2020-01-29 (position 19), and it is held on positions 0..18 (last on Tue 01-28, closing the
+    position at that close). ZLH2020: FND Fri 2020-02-28; roll date Wed 02-26, the last date
+    (position 39): ZLJ2020 is held on the last day. ZLJ2020: FND Tue 2020-03-31, roll date Fri
+    03-27, 22 weekdays after 02-26."""
     assert DAYS[21] == dt.date(2020, 1, 31) and DAYS[39] == dt.date(2020, 2, 26)
     sched = roll_schedule(_hand_curve(), RollSpec(days_before_notice=2))
     assert sched.columns == [
@@ -269,20 +269,25 @@ def test_hand_built_adjustment_and_roll_table():
     assert series["adjusted"].to_list() == pytest.approx(adjusted, rel=1e-14)
 
 
-def test_days_before_notice_zero_holds_through_the_day_before_the_notice_day():
-    sched = roll_schedule(_hand_curve(), RollSpec(days_before_notice=0))
-    held = sched["contract"].to_list()
-    assert held.index("ZLH2020") == 21  # first held on the FND 2020-01-31
-    assert "ZLJ2020" not in held  # ZLH2020 rolls on position 41, past the data
+def test_days_before_notice_zero_is_refused_for_want_of_a_holiday_calendar():
+    with pytest.raises(ValueError, match=r"days_before_notice is 0; expected an integer >= 1"):
+        RollSpec(days_before_notice=0)
 
 
-def test_an_fnd_missing_from_the_dates_as_a_holiday_moves_the_roll_a_day_earlier():
-    """With 2020-01-31 absent (as an exchange holiday would be), the FND is taken as the trading
-    day before it, Thu 01-30: with N = 0, ZLG2020 is last held on Wed 01-29."""
-    curve = _hand_curve().filter(pl.col("date") != dt.date(2020, 1, 31))
-    sched = roll_schedule(curve, RollSpec(days_before_notice=0))
-    first_h = sched.filter(pl.col("contract") == "ZLH2020")["date"][0]
-    assert first_h == dt.date(2020, 1, 30)
+def test_the_held_contract_on_a_date_does_not_depend_on_other_dates():
+    """The roll counts weekdays, so a missing day (an exchange holiday) or a cut after t leaves
+    every other date's schedule as it was: the rule is causal."""
+    curve = _hand_curve()
+    spec = RollSpec(days_before_notice=2)
+    full = roll_schedule(curve, spec)
+    for missing in (dt.date(2020, 1, 27), dt.date(2020, 1, 29), dt.date(2020, 1, 31)):
+        holed = roll_schedule(curve.filter(pl.col("date") != missing), spec)
+        kept = full.filter(pl.col("date") != missing)
+        cols = ["date", "contract", "next_contract", "days_to_roll"]
+        assert holed.select(cols).equals(kept.select(cols)), missing
+    for t in DAYS[5:]:
+        cut = roll_schedule(curve.filter(pl.col("date") <= t), spec)
+        assert cut.equals(full.filter(pl.col("date") <= t)), t
 
 
 def _random_curve(seed: int, n: int = 260) -> pl.DataFrame:
@@ -340,7 +345,7 @@ def _check_returns(curve: pl.DataFrame, spec: RollSpec) -> None:
     assert tail["adjusted"].to_list() == pytest.approx(tail["front"].to_list(), rel=1e-15)
 
 
-@pytest.mark.parametrize(("seed", "days"), [(1, 0), (2, 3), (3, 5), (4, 9)])
+@pytest.mark.parametrize(("seed", "days"), [(1, 1), (2, 3), (3, 5), (4, 9)])
 def test_adjusted_returns_are_the_held_contracts_own_returns(seed, days):
     curve = _random_curve(seed)
     spec = RollSpec(days_before_notice=days)

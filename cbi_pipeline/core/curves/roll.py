@@ -1,20 +1,18 @@
 """The roll rule: which contract of a curve is held each day, and the continuous series it makes.
 
 **First notice day (FND).** The last business day (Monday to Friday) of the month before the
-contract's delivery month. There is no holiday calendar; the symbol's own dates stand in for one
-(below). For NYMEX heating oil this day is the last trade date itself.
+contract's delivery month. There is no holiday calendar. For NYMEX heating oil this day is the
+last trade date itself.
 
-**Trading calendar.** Each symbol's own dates in the curve, numbered 0, 1, 2, ... Past the
-symbol's last date the calendar goes on with Monday-to-Friday days, so that a roll date beyond the
-data still has a position (and ``days_to_roll`` a value).
-
-**Roll date.** With ``N = days_before_notice``: let ``j`` be the position of the last trading
-date on or before the contract's FND (the FND itself when it is a trading date; the trading day
-before it when the FND is an exchange holiday, absent from the symbol's dates, as the exchange
-then moves it). The roll date is the trading date at position ``j - N``: ``N`` trading days
-before the FND. It is the first day the contract is no longer held, so the last day it is held,
-position ``j - N - 1``, always lies strictly before the FND, and the roll trade is done at that
-day's close. ``N = 0`` holds the contract through the trading day before its FND.
+**Roll date.** With ``N = days_before_notice`` (at least 1): the weekday ``N`` weekdays before
+the FND. It is the first day the contract is no longer held, so the position is closed at the
+close of the last trading date before it. The rule counts weekdays, not the symbol's trading
+dates, so that whether a contract is held on ``t`` depends on ``t`` and the contract alone:
+counting trading dates would need to know at ``t`` which later weekdays are holidays, which a
+causal feature (``days_to_roll``) and the truncation test may not. With ``N >= 1`` the last
+day held lies at least ``N + 1`` weekdays before the nominal FND, so an exchange holiday that
+moves the FND a day earlier still finds the position rolled; ``N = 0`` is refused for that
+reason.
 
 **Held contract.** On trading date ``t`` a symbol holds, among its contracts in the curve whose
 roll date is after ``t``, the one with the earliest expiry. If no contract is left, or the held
@@ -64,8 +62,8 @@ class RollError(DataContractError):
 class RollSpec:
     """How the front contract is rolled.
 
-    days_before_notice: trading days before the first notice day on which the next contract is
-        first held (0: hold through the trading day before the FND).
+    days_before_notice: weekdays before the first notice day on which the next contract is
+        first held (at least 1).
     max_missing_days: the most consecutive trading days on which the held contract may lack a
         quote (a missing print); such a day keeps its schedule row with ``quoted`` False and is
         left out of the continuous series. A longer run is a :class:`RollError`; 0 refuses
@@ -76,13 +74,24 @@ class RollSpec:
     max_missing_days: int = 1
 
     def __post_init__(self) -> None:
-        for name, meaning in (
-            ("days_before_notice", "trading days before the first notice day"),
-            ("max_missing_days", "consecutive trading days without a quote of the held contract"),
+        for name, least, meaning in (
+            (
+                "days_before_notice",
+                1,
+                "weekdays before the first notice day; 0 would hold into an FND that a holiday "
+                "moves a day earlier",
+            ),
+            (
+                "max_missing_days",
+                0,
+                "consecutive trading days without a quote of the held contract",
+            ),
         ):
             n = getattr(self, name)
-            if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-                raise ValueError(f"RollSpec.{name} is {n!r}; expected an integer >= 0 ({meaning})")
+            if isinstance(n, bool) or not isinstance(n, int) or n < least:
+                raise ValueError(
+                    f"RollSpec.{name} is {n!r}; expected an integer >= {least} ({meaning})"
+                )
 
 
 def last_business_day(year: int, month: int) -> dt.date:
@@ -109,35 +118,31 @@ def _check_curve(curve: pl.DataFrame) -> None:
         )
 
 
-def _contracts(curve: pl.DataFrame, dates: pl.Series, spec: RollSpec) -> pl.DataFrame:
-    """One row per contract of one symbol, by expiry: its FND and roll position (the position
-    of the last trading date on or before the FND, less ``days_before_notice``; past the last
-    date the positions go on over Monday-to-Friday days)."""
+def roll_date(contract: str, spec: RollSpec) -> dt.date:
+    """The first weekday the contract is no longer held: ``days_before_notice`` weekdays before
+    its first notice day (``ZLH1996``, 5 -> 1996-02-22)."""
+    fnd = first_notice_day(contract)
+    return pl.select(pl.lit(fnd).dt.add_business_days(-spec.days_before_notice)).item()
+
+
+def _contracts(curve: pl.DataFrame, spec: RollSpec) -> pl.DataFrame:
+    """One row per contract of one symbol, by expiry, with its FND and roll date."""
     contracts = curve.group_by("contract").agg(pl.col("expiry").first()).sort("expiry", "contract")
     fnd = pl.Series("fnd", [first_notice_day(c) for c in contracts["contract"]], dtype=pl.Date)
-    on_or_before = dates.search_sorted(fnd, side="right").cast(pl.Int64) - 1
-    last = dates[-1]
-    # an FND past the data (always a weekday): position n - 1 + weekdays in (last, FND]
-    beyond = pl.business_day_count(pl.lit(last) + dt.timedelta(days=1), pl.col("fnd"))
-    extra = pl.when(pl.col("fnd") > last).then(beyond + 1).otherwise(0)
-    return contracts.with_columns(fnd, on_or_before.alias("_j")).select(
-        "contract",
-        "expiry",
-        "fnd",
-        (pl.col("_j") + extra - spec.days_before_notice).alias("roll_pos"),
+    return contracts.with_columns(fnd).with_columns(
+        pl.col("fnd").dt.add_business_days(-spec.days_before_notice).alias("roll_date")
     )
 
 
 def _held(symbol: str, dates: pl.Series, contracts: pl.DataFrame) -> pl.DataFrame:
-    """date, pos, contract, roll_pos: on position i the first contract (by expiry) whose roll
-    position is above i. Only the contracts that raise the running maximum of roll positions
-    can be that first one, and on them the maximum increases strictly: a sorted search."""
+    """date, contract, expiry, roll_date: on date t the first contract (by expiry) whose roll
+    date is after t. Only the contracts that raise the running maximum of roll dates can be
+    that first one, and on them the maximum increases strictly: a sorted search."""
     records = contracts.filter(
-        pl.col("roll_pos") > pl.col("roll_pos").cum_max().shift(1).fill_null(-(2**62))
+        pl.col("roll_date") > pl.col("roll_date").cum_max().shift(1).fill_null(dt.date.min)
     )
-    pos = pl.int_range(0, len(dates), eager=True, dtype=pl.Int64)
-    k = records["roll_pos"].search_sorted(pos, side="right")
-    held = pl.DataFrame({"date": dates, "pos": pos, "_k": k})
+    k = records["roll_date"].search_sorted(dates, side="right")
+    held = pl.DataFrame({"date": dates, "_k": k})
     lost = held.filter(pl.col("_k") >= records.height)
     if lost.height:
         raise RollError(
@@ -145,7 +150,7 @@ def _held(symbol: str, dates: pl.Series, contracts: pl.DataFrame) -> pl.DataFram
             f"({lost.height} date(s)); every contract in the curve rolls on or before it; "
             "expected a later contract in the curve"
         )
-    chosen = records.select("contract", "expiry", "roll_pos").with_row_index("_k")
+    chosen = records.select("contract", "expiry", "roll_date").with_row_index("_k")
     return held.join(chosen.with_columns(pl.col("_k").cast(pl.UInt32)), on="_k").drop("_k")
 
 
@@ -182,7 +187,7 @@ def _check_gaps(symbol: str, held: pl.DataFrame, spec: RollSpec) -> None:
 def _schedule_one(curve: pl.DataFrame, spec: RollSpec) -> pl.DataFrame:
     symbol = curve["symbol"][0]
     dates = curve["date"].unique().sort()
-    held = _held(symbol, dates, _contracts(curve, dates, spec))
+    held = _held(symbol, dates, _contracts(curve, spec))
     quotes = curve.select("date", "contract", "expiry", "close")
     held = held.join(quotes.drop("expiry"), on=["date", "contract"], how="left")
     _check_gaps(symbol, held.sort("date"), spec)
@@ -199,7 +204,7 @@ def _schedule_one(curve: pl.DataFrame, spec: RollSpec) -> pl.DataFrame:
         .with_columns(
             pl.lit(symbol).alias("symbol"),
             (pl.col("contract") != pl.col("contract").shift(1)).fill_null(False).alias("rolled"),
-            (pl.col("roll_pos") - pl.col("pos")).alias("days_to_roll"),
+            pl.business_day_count(pl.col("date"), pl.col("roll_date")).alias("days_to_roll"),
             pl.col("close").is_not_null().alias("quoted"),
         )
     )
@@ -222,8 +227,8 @@ def roll_schedule(curve: pl.DataFrame, spec: RollSpec = RollSpec()) -> pl.DataFr
     """One row per (symbol, date): ``date, symbol, contract`` (held), ``next_contract`` (the
     earliest-expiring contract after it quoted that day, null if none), ``rolled`` (True on
     the first date a new contract is held; False on the symbol's first date) and
-    ``days_to_roll`` (trading days from the date to the held contract's roll date; 0 never
-    occurs, 1 is the last day held) and ``quoted`` (the held contract has a close that day;
+    ``days_to_roll`` (weekdays from the date to the held contract's roll date, the date counted
+    and the roll date not: at least 1; 1 on the last weekday before the roll date) and ``quoted`` (the held contract has a close that day;
     False only on the gaps ``RollSpec.max_missing_days`` allows)."""
     return _schedule(curve, spec).select(SCHEDULE_COLUMNS)
 
