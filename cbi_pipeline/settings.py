@@ -216,7 +216,12 @@ class Settings:
         return RollSpec(days_before_notice=self.roll_days_before_notice)
 
     def panel_spec(self) -> PanelSpec:
-        return PanelSpec(self.target_symbol, self.market_staleness_days, self.signal_staleness_days)
+        return PanelSpec(
+            self.target_symbol,
+            self.market_staleness_days,
+            self.signal_staleness_days,
+            self.roll_spec(),
+        )
 
     def feature_spec(self) -> FeatureSpec:
         return FeatureSpec(target_symbol=self.target_symbol)

@@ -333,17 +333,25 @@ def check_market_coverage(
 
 
 def check_signal_names(
-    signals: pl.DataFrame, market: pl.DataFrame, target_symbol: str, source: str
+    signals: pl.DataFrame,
+    market: pl.DataFrame,
+    target_symbol: str,
+    source: str,
+    curve_columns: Sequence[str] = (),
 ) -> None:
     """A signal series may not take a name the market panel uses (``{SYMBOL}_close``, the
-    target's ``open/high/low/volume``, ``date``), in any case, nor end in ``_close``: features
-    treat such a column as a market close and would build a second set under the same names."""
+    target's ``open/high/low/volume``, the ``curve_columns`` of a curve, ``date``), in any case,
+    nor end in ``_close`` or ``_roll_adjusted``: features treat such a column as a market close
+    (or a curve's series) and would build a second set under the same names."""
     reserved = {"date"} | {f"{s}_close".lower() for s in market["symbol"].unique().to_list()}
     reserved |= {f"{target_symbol}_{f}".lower() for f in ("open", "high", "low", "volume")}
+    reserved |= {c.lower() for c in curve_columns}
     names = sorted(signals["series"].unique().to_list())
-    bad = [n for n in names if n.lower() in reserved or n.lower().endswith("_close")]
+    ends = ("_close", "_roll_adjusted")
+    bad = [n for n in names if n.lower() in reserved or n.lower().endswith(ends)]
     if bad:
         raise DataContractError(
             f"{source}: column 'series': signal series {bad} take a name of the market panel "
-            "or end in '_close' (reserved for market closes); expected other names"
+            "or end in '_close' or '_roll_adjusted' (reserved for market closes and curve "
+            "series); expected other names"
         )

@@ -15,6 +15,12 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from cbi_pipeline.core.blocks import CALENDAR, SPREADS, block_of
+from cbi_pipeline.core.curves.features import (
+    ADJUSTED_FIELD,
+    CURVE_FIELDS,
+    curve_column,
+    curve_symbols,
+)
 from cbi_pipeline.core.panel import close_column
 
 ANNUALISE = math.sqrt(252.0)
@@ -103,15 +109,27 @@ class _Plan:
         )
 
 
-def _price_features(plan: _Plan, symbol: str, spec: FeatureSpec, block: str) -> None:
-    col = close_column(symbol)
+def _path(symbol: str, columns: set[str]) -> tuple[str, str]:
+    """The column a symbol's return and price-path features read, and how the catalog names it:
+    the roll-adjusted curve series where the panel has one (a held position's returns, no roll
+    jumps), else the front close."""
+    adjusted = curve_column(symbol, ADJUSTED_FIELD)
+    if adjusted in columns:
+        return adjusted, f"roll-adjusted {symbol}"
+    return close_column(symbol), symbol
+
+
+def _price_features(
+    plan: _Plan, symbol: str, spec: FeatureSpec, block: str, columns: set[str]
+) -> None:
+    col, name = _path(symbol, columns)
     p = pl.col(col)
     low = symbol.lower()
     for w in spec.return_windows:
         plan.add(
             f"{low}_ret_{w}d",
             block,
-            f"log return of {symbol} over {w} trading days",
+            f"log return of {name} over {w} trading days",
             (col,),
             _ret(p, w),
         )
@@ -119,7 +137,7 @@ def _price_features(plan: _Plan, symbol: str, spec: FeatureSpec, block: str) -> 
         plan.add(
             f"{low}_vol_{w}d",
             block,
-            f"annualised std of {symbol} daily log returns over {w} days",
+            f"annualised std of {name} daily log returns over {w} days",
             (col,),
             _vol(p, w),
         )
@@ -127,17 +145,58 @@ def _price_features(plan: _Plan, symbol: str, spec: FeatureSpec, block: str) -> 
         plan.add(
             f"{low}_trend_{w}d",
             block,
-            f"log {symbol} minus its {w}-day mean of log prices",
+            f"log {name} minus its {w}-day mean of log prices",
             (col,),
             p.log() - p.log().rolling_mean(w, min_samples=_min_obs(w)),
         )
 
 
+def _curve_features(plan: _Plan, symbol: str, spec: FeatureSpec, block: str) -> None:
+    """Carry (level, z-score, change), curve slope, open-interest share and days to roll."""
+    low, lw = symbol.lower(), spec.long_window
+    col = {f: curve_column(symbol, f) for f in CURVE_FIELDS}
+    carry = pl.col(col["carry"])
+    what = f"{symbol} carry: annualised log spread of the next contract over the held one"
+    plan.add(f"{low}_carry", block, f"{what} (contango > 0)", (col["carry"],), carry)
+    plan.add(
+        f"{low}_carry_z{lw}",
+        block,
+        f"{lw}-day z-score of {what}",
+        (col["carry"],),
+        _zscore(carry, lw),
+    )
+    plan.add(
+        f"{low}_carry_chg21", block, f"21-day change of {what}", (col["carry"],), carry.diff(21)
+    )
+    plan.add(
+        f"{low}_curve_slope",
+        block,
+        f"{symbol} curve slope: least-squares slope of log close on years to expiry over the "
+        "held and next contracts (up to 4)",
+        (col["curve_slope"],),
+        pl.col(col["curve_slope"]),
+    )
+    plan.add(
+        f"{low}_oi_share",
+        block,
+        f"{symbol} held contract's share of the open interest of all its contracts",
+        (col["oi_share"],),
+        pl.col(col["oi_share"]),
+    )
+    plan.add(
+        f"{low}_days_to_roll",
+        block,
+        f"weekdays until the held {symbol} contract rolls (roll rule)",
+        (col["days_to_roll"],),
+        pl.col(col["days_to_roll"]),
+    )
+
+
 def _target_features(plan: _Plan, spec: FeatureSpec, columns: set[str]) -> None:
-    sym = spec.target_symbol
-    col = close_column(sym)
+    """Technical features of the target, on its roll-adjusted series where there is one."""
+    col, sym = _path(spec.target_symbol, columns)
     p = pl.col(col)
-    low = sym.lower()
+    low = spec.target_symbol.lower()
     blk = block_of(sym, spec.block_overrides)
     ret1 = p.log().diff(1)
     for lag in spec.target_lags:
@@ -200,6 +259,7 @@ def _target_features(plan: _Plan, spec: FeatureSpec, columns: set[str]) -> None:
         (col,),
         ret1.rolling_skew(63, bias=False),
     )
+    sym = spec.target_symbol
     hcol, lcol, vcol = f"{sym}_high", f"{sym}_low", f"{sym}_volume"
     if hcol in columns and lcol in columns:
         hl = (pl.col(hcol) / pl.col(lcol)).log() ** 2
@@ -350,13 +410,17 @@ def feature_plan(panel_columns: list[str], spec: FeatureSpec) -> list[tuple[Feat
     if target_col not in columns:
         raise ValueError(f"panel has no {target_col!r} column for target {spec.target_symbol!r}")
     symbols = {c.removesuffix("_close") for c in panel_columns if c.endswith("_close")}
+    curves = curve_symbols(columns)
     plan = _Plan()
     for symbol in sorted(symbols, key=lambda s: (s != spec.target_symbol, s)):
-        _price_features(plan, symbol, spec, block_of(symbol, spec.block_overrides))
+        _price_features(plan, symbol, spec, block_of(symbol, spec.block_overrides), columns)
     _target_features(plan, spec, columns)
+    for symbol in sorted(curves, key=lambda s: (s != spec.target_symbol, s)):
+        _curve_features(plan, symbol, spec, block_of(symbol, spec.block_overrides))
     _spread_features(plan, spec, symbols)
     _calendar_features(plan)
     own = {f"{spec.target_symbol}_{f}" for f in ("open", "high", "low", "volume")}
+    own |= {curve_column(s, f) for s in curves for f in CURVE_FIELDS}
     signals = [
         c for c in panel_columns if c != "date" and not c.endswith("_close") and c not in own
     ]
@@ -388,18 +452,21 @@ def truncation_mismatches(
     market: pl.DataFrame,
     signals: pl.DataFrame,
     dates: list[dt.date],
-    build: Callable[[pl.DataFrame, pl.DataFrame], pl.DataFrame],
+    build: Callable[..., pl.DataFrame],
     rel_tol: float = 1e-9,
+    curve: pl.DataFrame | None = None,
 ) -> dict[dt.date, list[str]]:
     """Columns whose value at t changes when every raw row after t is removed, per date t.
 
-    ``build`` turns raw market and signals into a frame with a ``date`` column (the feature
-    builder under test). An empty result means the truncation property holds on these dates.
+    ``build`` turns raw market and signals (and the curve, passed third when there is one) into
+    a frame with a ``date`` column (the feature builder under test). An empty result means the
+    truncation property holds on these dates.
     """
-    full = build(market, signals)
+    raw = [market, signals] if curve is None else [market, signals, curve]
+    full = build(*raw)
     found: dict[dt.date, list[str]] = {}
     for t in dates:
-        cut = build(market.filter(pl.col("date") <= t), signals.filter(pl.col("date") <= t))
+        cut = build(*[f.filter(pl.col("date") <= t) for f in raw])
         a = full.filter(pl.col("date") == t)
         b = cut.filter(pl.col("date") == t)
         if a.height != 1 or b.height != 1:

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import polars as pl
 
 from cbi_pipeline.core.contracts import check_market_coverage
+from cbi_pipeline.core.curves.features import curve_series
+from cbi_pipeline.core.curves.roll import RollSpec
 
 
 @dataclass(frozen=True)
@@ -18,11 +20,13 @@ class PanelSpec:
     market_staleness_days: a market close older than this (calendar days) is not carried forward.
     signal_staleness_days: a signal value older than this is not carried forward (monthly
         releases need about 45 days).
+    roll: the roll rule of the curve columns (when a curve is given).
     """
 
     target_symbol: str = "ZL"
     market_staleness_days: int = 7
     signal_staleness_days: int = 45
+    roll: RollSpec = RollSpec()
 
 
 def close_column(symbol: str) -> str:
@@ -37,13 +41,19 @@ def _asof(base: pl.LazyFrame, other: pl.LazyFrame, days: int) -> pl.LazyFrame:
 
 
 def build_market_panel(
-    market: pl.DataFrame, signals: pl.DataFrame, spec: PanelSpec = PanelSpec()
+    market: pl.DataFrame,
+    signals: pl.DataFrame,
+    spec: PanelSpec = PanelSpec(),
+    curve: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Wide daily panel on the target's calendar.
 
     Columns: ``date``; ``{SYMBOL}_close`` for every symbol; the target's ``open``, ``high``,
-    ``low`` and ``volume`` as ``{TARGET}_{field}`` where the data has any; one column per signal
-    series. Nothing at date t comes from a row dated after t.
+    ``low`` and ``volume`` as ``{TARGET}_{field}`` where the data has any; with a curve, the
+    curve columns of each curve symbol (``core.curves.features``: ``{SYMBOL}_roll_adjusted``,
+    ``_carry``, ``_curve_slope``, ``_oi_share``, ``_days_to_roll``), as of the date within the
+    market staleness; one column per signal series. Nothing at date t comes from a row dated
+    after t.
     """
     check_market_coverage(market, spec.target_symbol)
     target = spec.target_symbol
@@ -67,6 +77,10 @@ def build_market_panel(
         )
         joined = _asof(base, series, spec.market_staleness_days)
         panel = panel.join(joined, on="date", how="left")
+    if curve is not None:
+        for _, frame in sorted(curve_series(curve, spec.roll).items()):
+            joined = _asof(base, frame.lazy(), spec.market_staleness_days)
+            panel = panel.join(joined, on="date", how="left")
     clashes = set(signals["series"].unique().to_list()) & set(panel.collect_schema().names())
     if clashes:
         raise ValueError(f"signal series names {sorted(clashes)} clash with market panel columns")

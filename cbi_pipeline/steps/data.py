@@ -22,6 +22,7 @@ from cbi_pipeline.core.contracts import (
     normalize_market,
     normalize_signals,
 )
+from cbi_pipeline.core.curves.features import CURVE_FIELDS, curve_column
 from cbi_pipeline.core.curves.roll import continuous_series
 from cbi_pipeline.core.export import (
     TargetGap,
@@ -125,8 +126,15 @@ def check_buildable(raw: RawData, settings: Settings) -> pl.DataFrame:
     (a signal or symbol whose features collide with others, ...) fails before the raw copies
     are replaced. Returns the panel, for a caller that writes it next (``write_panel``)."""
     signals_source = ", ".join(settings.signal_paths) or raw.source
-    check_signal_names(raw.signals, raw.market, settings.target_symbol, signals_source)
-    panel = build_market_panel(raw.market, raw.signals, settings.panel_spec())
+    curve_columns = (
+        [curve_column(s, f) for s in raw.curve["symbol"].unique().to_list() for f in CURVE_FIELDS]
+        if raw.curve is not None
+        else []
+    )
+    check_signal_names(
+        raw.signals, raw.market, settings.target_symbol, signals_source, curve_columns
+    )
+    panel = build_market_panel(raw.market, raw.signals, settings.panel_spec(), raw.curve)
     build_features(panel, settings.feature_spec())
     return panel
 
@@ -138,10 +146,15 @@ def write_panel(root: DataRoot, panel: pl.DataFrame, batch: Batch | None = None)
 
 def write_raw(root: DataRoot, raw: RawData, batch: Batch | None = None) -> tuple[Path, Path]:
     """The raw copies (and the curve, when there is one), each atomically, or staged in
-    ``batch`` to be swapped in with the rest."""
+    ``batch`` to be swapped in with the rest. Inputs without a curve remove an earlier run's
+    raw/curve.parquet, which would else be read as theirs."""
     put = batch.parquet if batch else write_parquet
     if raw.curve is not None:
         put(raw.curve, root.raw_curve)
+    elif batch is not None:
+        batch.remove(root.raw_curve)
+    else:
+        root.raw_curve.unlink(missing_ok=True)
     return put(raw.market, root.raw_market), put(raw.signals, root.raw_signals)
 
 
@@ -149,9 +162,14 @@ def read_raw(root: DataRoot) -> tuple[pl.DataFrame, pl.DataFrame]:
     return read_parquet(root.raw_market, "raw_market"), read_parquet(root.raw_signals, "raw_market")
 
 
+def read_curve(root: DataRoot) -> pl.DataFrame | None:
+    """The raw curve the raw copies were written with, or None when their inputs had none."""
+    return read_parquet(root.raw_curve, "raw_market") if root.raw_curve.exists() else None
+
+
 def build_panel(root: DataRoot, settings: Settings) -> pl.DataFrame:
     market, signals = read_raw(root)
-    panel = build_market_panel(market, signals, settings.panel_spec())
+    panel = build_market_panel(market, signals, settings.panel_spec(), read_curve(root))
     write_panel(root, panel)
     return panel
 

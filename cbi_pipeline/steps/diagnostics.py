@@ -84,12 +84,14 @@ def run_truncation(
     signals: pl.DataFrame,
     settings: Settings,
     spec: LeakageSpec = DEFAULT_LEAKAGE,
+    curve: pl.DataFrame | None = None,
 ) -> dict[str, TruncationResult]:
-    """Recompute features from the raw data cut at a sample of dates once, then compare every
-    export's stored features at those dates with them."""
+    """Recompute features from the raw data (the curve too, when there is one) cut at a sample
+    of dates once, then compare every export's stored features at those dates with them."""
     first = next(iter(exports.values()))
     dates = truncation_dates(first, spec.truncation_dates)
-    recomputed = recompute_at_dates(market, signals, dates, export_feature_builder(settings))
+    build = export_feature_builder(settings)
+    recomputed = recompute_at_dates(market, signals, dates, build, curve)
     price = close_column(settings.target_symbol)
     return {h: compare_truncated(ex, recomputed, price, spec) for h, ex in exports.items()}
 
@@ -121,7 +123,8 @@ def diagnose_root(
         require_columns(exports[h], h, str(path))
     market, signals = tasks.read_raw(root)
     blocks = load_blocks(root.feature_catalog)
-    truncation = run_truncation(exports, market, signals, settings, spec)
+    curve = tasks.read_curve(root)
+    truncation = run_truncation(exports, market, signals, settings, spec, curve)
     outputs = []
     for h, export in exports.items():
         source = str(root.export(export_filename(settings.target_symbol, settings.surface, h)))
@@ -170,7 +173,10 @@ def diagnose_file(
         )
     else:
         market, signals = tasks.read_raw(raw_root)
-        truncation = run_truncation({horizon: export}, market, signals, settings, spec)[horizon]
+        curve = tasks.read_curve(raw_root)
+        truncation = run_truncation({horizon: export}, market, signals, settings, spec, curve)[
+            horizon
+        ]
     payload = build_diagnostics(export, horizon, truncation, blocks, str(path), spec)
     return _write(payload, export, out, out.with_suffix(".png") if plot else None)
 

@@ -144,7 +144,9 @@ class DataRoot:
         if not journal.exists():
             return []
         try:
-            renames = json.loads(journal.read_text(encoding="utf-8"))["renames"]
+            journal_payload = json.loads(journal.read_text(encoding="utf-8"))
+            renames = journal_payload["renames"]
+            removals = journal_payload.get("removals", [])
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
             raise StorageError(
                 f"{journal}: unreadable swap journal ({exc}); the files it named may be out of "
@@ -156,6 +158,8 @@ class DataRoot:
             if staged.exists():
                 os.replace(staged, target)
                 moved.append(target)
+        for gone in removals:
+            self.path(gone).unlink(missing_ok=True)
         journal.unlink()
         return moved
 
@@ -220,8 +224,9 @@ class Batch:
     its destination folder (fsynced) and replace nothing. ``commit`` writes the list of renames
     to the root's swap journal, renames every file into place and removes the journal; a crash
     during those renames leaves the journal, and ``DataRoot.finish_swap`` completes them before
-    the next writer starts. Leaving the ``with`` block by an exception removes the temporary
-    files: every earlier file stays as it was.
+    the next writer starts. ``remove`` stages the removal of an earlier file, done after the
+    renames (and by ``finish_swap`` after a crash). Leaving the ``with`` block by an exception
+    removes the temporary files: every earlier file stays as it was.
 
     Object-store root: the rendered files are kept in memory and PUT one after another on
     commit; each PUT is atomic, the set is not (a store has no multi-object rename).
@@ -231,6 +236,7 @@ class Batch:
         self._root = root
         self._staged: list[tuple[Path, Path]] = []
         self._rendered: list[tuple[bytes, Path]] = []
+        self._removals: list[Path] = []
 
     def __enter__(self) -> Batch:
         return self
@@ -258,24 +264,38 @@ class Batch:
     def json(self, payload: Any, path: Path) -> Path:
         return self._stage(path, *_json(payload))
 
+    def remove(self, path: Path) -> None:
+        """Remove ``path`` (if it exists) with the commit: an output of an earlier run that the
+        new set of files no longer has (a curve the new inputs lack), which would else be read
+        as if it belonged to them."""
+        self._removals.append(path)
+
     def commit(self) -> None:
         for data, path in self._rendered:
             path.write_bytes(data)
         self._rendered = []
-        if not self._staged:
+        if not self._staged and not self._removals:
+            return
+        if not is_local(self._root.root):
+            for path in self._removals:
+                path.unlink(missing_ok=True)
+            self._removals = []
             return
         root = self._root.root
         renames = [[str(t.relative_to(root)), str(p.relative_to(root))] for t, p in self._staged]
-        write_json({"renames": renames}, self._root.swap_journal)
+        removals = [str(p.relative_to(root)) for p in self._removals]
+        write_json({"renames": renames, "removals": removals}, self._root.swap_journal)
         for tmp, path in self._staged:
             os.replace(tmp, path)
-        self._staged = []
+        for path in self._removals:
+            path.unlink(missing_ok=True)
+        self._staged, self._removals = [], []
         self._root.swap_journal.unlink()
 
     def abort(self) -> None:
         for tmp, _ in self._staged:
             tmp.unlink(missing_ok=True)
-        self._staged, self._rendered = [], []
+        self._staged, self._rendered, self._removals = [], [], []
 
 
 def read_parquet(path: Path, what: str) -> pl.DataFrame:

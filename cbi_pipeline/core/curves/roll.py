@@ -265,7 +265,10 @@ def _adjusted(curve: pl.DataFrame, spec: RollSpec) -> pl.DataFrame:
     factor = pl.when(pl.col("rolled")).then(pl.col("_new_prev") / pl.col("_prev_front"))
     sched = sched.sort("symbol", "date").with_columns(factor.otherwise(1.0).alias("factor"))
     later = pl.col("factor").reverse().cum_prod().reverse().shift(-1).fill_null(1.0)
-    return sched.with_columns((pl.col("front") * later.over("symbol")).alias("adjusted"))
+    return sched.with_columns(
+        (pl.col("front") * later.over("symbol")).alias("adjusted"),
+        (pl.col("front") / pl.col("factor").cum_prod().over("symbol")).alias("forward"),
+    )
 
 
 def continuous_series(curve: pl.DataFrame, spec: RollSpec = RollSpec()) -> pl.DataFrame:
@@ -274,6 +277,26 @@ def continuous_series(curve: pl.DataFrame, spec: RollSpec = RollSpec()) -> pl.Da
     the last segment is ``front``). A gap day allowed by ``RollSpec.max_missing_days`` has no
     row, so the next row's return spans it."""
     return _adjusted(curve, spec).select("date", "symbol", "contract", "front", "adjusted")
+
+
+def rolled_series(curve: pl.DataFrame, spec: RollSpec = RollSpec()) -> pl.DataFrame:
+    """The rows of ``continuous_series`` with what the curve features read: ``expiry`` (of the
+    held contract), ``next_contract``, ``days_to_roll`` (as in ``roll_schedule``) and
+    ``forward``, the ratio *forward*-adjusted series: the first segment is traded prices and
+    each roll divides the later ones by its factor. It is ``adjusted`` times a constant per
+    symbol, so its returns are the same, but its value on a date depends only on rows up to that
+    date (the back-adjusted one moves with every later roll), as a causal feature needs."""
+    return _adjusted(curve, spec).select(
+        "date",
+        "symbol",
+        "contract",
+        "expiry",
+        "next_contract",
+        "days_to_roll",
+        "front",
+        "adjusted",
+        "forward",
+    )
 
 
 def roll_table(curve: pl.DataFrame, spec: RollSpec = RollSpec()) -> pl.DataFrame:

@@ -14,7 +14,9 @@ from cbi_pipeline.core.features import FeatureSpec, build_features
 from cbi_pipeline.core.leakage.spec import DEFAULT_LEAKAGE, LeakageSpec
 from cbi_pipeline.core.panel import PanelSpec, build_market_panel
 
-Builder = Callable[[pl.DataFrame, pl.DataFrame], pl.DataFrame]
+# raw market, raw signals[, raw curve] -> features with a ``date`` column; the curve is passed
+# only when there is one, so a builder for curve-less data may take two arguments.
+Builder = Callable[..., pl.DataFrame]
 
 
 def feature_builder(
@@ -22,11 +24,13 @@ def feature_builder(
     feature_spec: FeatureSpec,
     extra: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
 ) -> Builder:
-    """raw market + raw signals -> panel -> features (plus ``extra(panel)``, a frame with a
-    ``date`` column joined by date): the builder the truncation test recomputes."""
+    """raw market + raw signals (+ raw curve) -> panel -> features (plus ``extra(panel)``, a
+    frame with a ``date`` column joined by date): the builder the truncation test recomputes."""
 
-    def build(market: pl.DataFrame, signals: pl.DataFrame) -> pl.DataFrame:
-        panel = build_market_panel(market, signals, panel_spec)
+    def build(
+        market: pl.DataFrame, signals: pl.DataFrame, curve: pl.DataFrame | None = None
+    ) -> pl.DataFrame:
+        panel = build_market_panel(market, signals, panel_spec, curve)
         frame = build_features(panel, feature_spec)[0]
         if extra is not None:
             frame = frame.join(extra(panel), on="date", how="left", maintain_order="left")
@@ -81,13 +85,32 @@ def truncation_not_run(reason: str) -> TruncationResult:
     return TruncationResult("not_run", reason, ())
 
 
+def build_cut(
+    build: Builder,
+    market: pl.DataFrame,
+    signals: pl.DataFrame,
+    curve: pl.DataFrame | None,
+    t: dt.date,
+) -> pl.DataFrame:
+    """``build`` on every raw frame cut to the rows dated at or before ``t``."""
+    cut = [f.filter(pl.col("date") <= t) for f in (market, signals)]
+    if curve is not None:
+        cut.append(curve.filter(pl.col("date") <= t))
+    return build(*cut)
+
+
 def recompute_at_dates(
-    market: pl.DataFrame, signals: pl.DataFrame, dates: Sequence[dt.date], build: Builder
+    market: pl.DataFrame,
+    signals: pl.DataFrame,
+    dates: Sequence[dt.date],
+    build: Builder,
+    curve: pl.DataFrame | None = None,
 ) -> dict[dt.date, dict[str, object]]:
-    """For each date t: the feature row at t built from the raw rows dated at or before t."""
+    """For each date t: the feature row at t built from the raw rows (market, signals and the
+    curve, when there is one) dated at or before t."""
     rows: dict[dt.date, dict[str, object]] = {}
     for t in dates:
-        cut = build(market.filter(pl.col("date") <= t), signals.filter(pl.col("date") <= t))
+        cut = build_cut(build, market, signals, curve, t)
         row = cut.filter(pl.col("date") == t)
         if row.height != 1:
             raise ValueError(
