@@ -23,6 +23,25 @@ def test_a_curve_beside_a_market_file_is_validated_and_kept(tmp_path):
     export = pl.read_parquet(root / "exports" / "zl_training_prod_allhistory_1w.parquet")
     zl = make_tiny_market(n=320).filter(pl.col("symbol") == "ZL").sort("date")
     assert export["price"].to_list() == zl["close"].to_list()
+    # ... and the export has the curve features of both curve symbols
+    for name in ("zl_carry", "zl_curve_slope", "zl_oi_share", "zl_days_to_roll", "zs_carry"):
+        assert export[name].drop_nulls().len() > 200, name
+
+
+def test_a_later_export_without_a_curve_removes_the_earlier_curve(tmp_path):
+    """Else the evaluation would read a curve that does not belong to the new market."""
+    market, curve = tmp_path / "market.csv", tmp_path / "curve.csv"
+    make_tiny_market(n=320).write_csv(market)
+    make_tiny_curve(n=320).write_csv(curve)
+    root = tmp_path / "root"
+    base = ["export", "--market", str(market), "--data-root", str(root)]
+    assert main([*base, "--curve", str(curve)]) == 0
+    assert (root / "raw" / "curve.parquet").is_file()
+    assert main(base) == 0
+    assert not (root / "raw" / "curve.parquet").exists()
+    export = pl.read_parquet(root / "exports" / "zl_training_prod_allhistory_1w.parquet")
+    assert "zl_carry" not in export.columns
+    assert not list(root.rglob(".*.tmp")) and not (root / ".pending-swap.json").exists()
 
 
 def test_with_only_a_curve_the_front_months_come_from_the_roll_rule(tmp_path):

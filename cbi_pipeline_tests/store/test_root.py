@@ -74,3 +74,40 @@ def test_a_file_that_is_not_what_its_manifest_recorded_is_refused(tmp_path):
     path.write_bytes(b"model byt")  # truncated
     with pytest.raises(StorageError, match=r"model\.txt: 9 bytes that do not match the sha256"):
         read_bytes(path, "m", good)
+
+
+def test_a_staged_removal_happens_on_commit_and_after_a_crash(tmp_path, monkeypatch):
+    """A Batch's ``remove`` takes an earlier file away with the commit, never before it; a crash
+    during the renames leaves it in the journal and ``finish_swap`` completes it."""
+    import cbi_pipeline.store.root as store_root
+
+    root = DataRoot(tmp_path / "root")
+    old = pl.DataFrame({"x": [1]})
+    store_root.write_parquet(old, root.raw_curve)
+    with pytest.raises(RuntimeError), root.batch() as batch:
+        batch.remove(root.raw_curve)
+        raise RuntimeError("input refused")
+    assert root.raw_curve.is_file()  # an aborted batch removes nothing
+    with root.batch() as batch:
+        batch.parquet(old, root.raw_market)
+        batch.remove(root.raw_curve)
+        assert root.raw_curve.is_file()  # not before the commit
+    assert not root.raw_curve.exists() and root.raw_market.is_file()
+
+    store_root.write_parquet(old, root.raw_curve)
+
+    real_replace = store_root.os.replace
+
+    def crash(src, dst):
+        if dst == root.raw_signals:  # the batch's rename, after its journal is written
+            raise KeyboardInterrupt("killed during the renames")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(store_root.os, "replace", crash)
+    with pytest.raises(KeyboardInterrupt), root.batch() as batch:
+        batch.parquet(old, root.raw_signals)
+        batch.remove(root.raw_curve)
+    monkeypatch.undo()
+    assert root.raw_curve.is_file() and root.swap_journal.exists()
+    assert root.finish_swap() == [root.raw_signals]
+    assert not root.raw_curve.exists() and not root.swap_journal.exists()
