@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from cbi_pipeline.core.correlations.spec import CorrelationSpec
+from cbi_pipeline.core.curves.market import NEAREST, ROLL
 from cbi_pipeline.core.curves.roll import RollSpec
 from cbi_pipeline.core.export import ExportSpec
 from cbi_pipeline.core.features import FeatureSpec
@@ -195,6 +196,14 @@ class Settings:
     @property
     def uses_sample(self) -> bool:
         return not self.market_paths and not self.curve_paths
+
+    @property
+    def front_rule(self) -> str:
+        """How the target's front month is chosen (the futures_curve baseline forecasts it):
+        ``roll`` when the front comes from the curve under the roll rule (curve files, no
+        market file), else ``nearest``: a market file's front month (and the sample's) is the
+        nearest contract, held to its last trade date, as the real 1995-2010 file is."""
+        return ROLL if self.curve_paths and not self.market_paths else NEAREST
 
     def regimes(self) -> tuple[Regime, ...]:
         if not self.regimes_path:

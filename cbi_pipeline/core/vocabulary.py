@@ -30,7 +30,10 @@ def target_column(label: str) -> str:
 RANDOM_WALK = "random_walk"
 DRIFT = "drift"
 ETS = "ets"  # statsforecast's AutoETS: ordinary exponential smoothing
-BASELINES: tuple[str, ...] = (RANDOM_WALK, DRIFT, ETS)
+# The market's own forecast, from a futures curve (trained only when the data has one).
+FUTURES_CURVE = "futures_curve"
+BASELINES: tuple[str, ...] = (RANDOM_WALK, DRIFT, ETS, FUTURES_CURVE)
+CURVE_BASELINES: tuple[str, ...] = (FUTURES_CURVE,)
 LIGHTGBM = "lightgbm"
 XGBOOST = "xgboost"
 TREE_FAMILIES: tuple[str, ...] = (LIGHTGBM, XGBOOST)
@@ -42,7 +45,17 @@ MODEL_FAMILIES: tuple[str, ...] = (*TREE_FAMILIES, *NEURAL_FAMILIES)
 # The combination of every other family's out-of-fold forecasts (trained after them).
 ENSEMBLE = "ensemble"
 # Every family, simplest first: the evaluation breaks ties in favour of the simpler model.
-COMPLEXITY: tuple[str, ...] = (RANDOM_WALK, DRIFT, ETS, LIGHTGBM, XGBOOST, GRU, LSTM, ENSEMBLE)
+COMPLEXITY: tuple[str, ...] = (
+    RANDOM_WALK,
+    FUTURES_CURVE,
+    DRIFT,
+    ETS,
+    LIGHTGBM,
+    XGBOOST,
+    GRU,
+    LSTM,
+    ENSEMBLE,
+)
 # The constant-width random-walk intervals that the pinball skill is measured against: written
 # beside the families' predictions, never a candidate.
 INTERVAL_BENCHMARK = "random_walk_constant"
@@ -62,7 +75,8 @@ MODEL_ASSETS: dict[str, str] = {
 
 
 def families_of(target: str) -> tuple[str, ...]:
-    """The families one training target produces (``baselines`` -> random_walk and drift)."""
+    """The families one training target produces (``baselines`` -> random_walk, drift, ets and,
+    with a curve, futures_curve)."""
     if target == BASELINES_TARGET:
         return BASELINES
     if target in MODEL_FAMILIES or target == ENSEMBLE:

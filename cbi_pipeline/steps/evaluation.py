@@ -22,6 +22,7 @@ from cbi_pipeline.core.probabilistic import ProbabilisticSet, pinball_skill
 from cbi_pipeline.core.tables import markdown_table, text_table
 from cbi_pipeline.core.vocabulary import (
     COMPLEXITY,
+    FUTURES_CURVE,
     GATE_COVERAGE_80,
     GATE_COVERAGE_90,
     GATE_DIAGNOSTICS,
@@ -35,7 +36,7 @@ from cbi_pipeline.core.vocabulary import (
     horizon_days,
 )
 from cbi_pipeline.settings import Settings
-from cbi_pipeline.store.models import current_champion
+from cbi_pipeline.store.models import MANIFEST_FILE, current_champion
 from cbi_pipeline.store.root import (
     DataRoot,
     StorageError,
@@ -232,8 +233,47 @@ def evaluate_root(
         ev, gates if ev.candidate else None, champion, diag, files, cost_bp
     )
     payload["returns"] = returns
+    payload["futures_curve"] = (
+        futures_curve_fallbacks(root, horizon) if FUTURES_CURVE in files else None
+    )
     path = write_json(payload, root.evaluation(horizon))
     return EvaluationOutput(horizon, ev, gates, payload, path)
+
+
+def futures_curve_fallbacks(root: DataRoot, horizon: str) -> dict[str, Any]:
+    """How often the market's own forecast fell back to the random walk on the test origins
+    (its folds' ``fallback`` counts), and the front rule it forecast."""
+    path = root.model_dir(horizon, FUTURES_CURVE) / MANIFEST_FILE
+    manifest = read_json(path, "baselines (futures_curve)")
+    try:
+        folds = manifest["folds"]
+        fallback = sum(int(f["fallback"]) for f in folds)
+        rows = sum(int(f["test_rows"]) for f in folds)
+        rule = str(manifest["final"]["rule"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise StorageError(
+            f"{path}: expected folds with 'fallback' and 'test_rows' and final.rule ({exc!r}); "
+            "materialize baselines again"
+        ) from exc
+    return {
+        "fallback_rows": fallback,
+        "rows": rows,
+        "fallback_share": round(fallback / rows, 4) if rows else None,
+        "rule": rule,
+    }
+
+
+def futures_curve_line(payload: Mapping[str, Any]) -> str | None:
+    """One line on the market's own forecast, or None when there was no curve."""
+    fc = payload.get("futures_curve")
+    if not fc:
+        return None
+    m = payload["families"][FUTURES_CURVE]["overall"]
+    return (
+        f"{FUTURES_CURVE} (the market's own forecast): MAPE {m['mape']}% vs random walk "
+        f"{m['rw_mape']}%; fell back to the random walk on {fc['fallback_rows']} of "
+        f"{fc['rows']} origins ({100 * (fc['fallback_share'] or 0):.1f}%)"
+    )
 
 
 def families_frame(payload: Mapping[str, Any]) -> pl.DataFrame:
@@ -301,6 +341,7 @@ def summary_markdown(payload: Mapping[str, Any]) -> str:
             f"### {payload['horizon']}: candidate `{payload['candidate']}` — {verdict}",
             f"{payload['rows']} out-of-fold origins, {payload['first_date']} .. {payload['last_date']}",
             f"Sharpe and hit rate on: {payload.get('returns', FRONT_RETURNS)}",
+            *filter(None, [futures_curve_line(payload)]),
             markdown_table(families_frame(payload)),
             markdown_table(gates_frame(payload)),
         ]
@@ -314,10 +355,22 @@ def summary_text(payload: Mapping[str, Any]) -> str:
             f"{payload['horizon']}: candidate {payload['candidate']} ({verdict}); "
             f"{payload['rows']} origins {payload['first_date']}..{payload['last_date']}",
             f"Sharpe and hit rate on: {payload.get('returns', FRONT_RETURNS)}",
+            *filter(None, [futures_curve_line(payload)]),
             text_table(families_frame(payload)),
             text_table(gates_frame(payload)),
         ]
     )
+
+
+def curve_columns(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """The market's own forecast beside the candidate in the gate table (None: no curve)."""
+    fc = payload.get("futures_curve")
+    if not fc:
+        return {"curve_mape_%": None, "curve_fallback_%": None}
+    return {
+        "curve_mape_%": payload["families"][FUTURES_CURVE]["overall"]["mape"],
+        "curve_fallback_%": round(100 * (fc["fallback_share"] or 0), 2),
+    }
 
 
 def gate_table(root: DataRoot, horizons: tuple[str, ...] = HORIZON_LABELS) -> pl.DataFrame:
@@ -360,6 +413,7 @@ def gate_table(root: DataRoot, horizons: tuple[str, ...] = HORIZON_LABELS) -> pl
                     payload["families"][cand].get("probabilistic") if cand else None
                 ),
                 "dm_p": (payload.get("diebold_mariano") or {}).get("p_value"),
+                **curve_columns(payload),
                 "mape_gate": verdict(GATE_MAPE),
                 "sharpe_gate": verdict(GATE_SHARPE),
                 "skill_gate": verdict(GATE_SKILL),

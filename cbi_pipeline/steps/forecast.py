@@ -60,6 +60,7 @@ from cbi_pipeline.core.vocabulary import (
     DRIFT,
     ENSEMBLE,
     ETS,
+    FUTURES_CURVE,
     HORIZON_LABELS,
     NEURAL_FAMILIES,
     RANDOM_WALK,
@@ -92,7 +93,7 @@ SOURCE_BENCHMARK = "benchmark"
 CHART_HORIZONS = 6
 CHART_MIN_DAYS = 120
 # Families whose forecast from the latest date is stored in their manifest (final.pred_return).
-STORED_RETURN_FAMILIES: tuple[str, ...] = (DRIFT, ETS, ENSEMBLE)
+STORED_RETURN_FAMILIES: tuple[str, ...] = (DRIFT, ETS, FUTURES_CURVE, ENSEMBLE)
 # Re-issuing a forecast for the same horizon and origin replaces the log's row.
 LOG_KEY: tuple[str, ...] = ("horizon", "origin_date")
 UTC_TIME = pl.Datetime("us", "UTC")
@@ -229,7 +230,7 @@ def family_pred_return(
     loaded: LoadedExport | None = None,
 ) -> float:
     """A family's predicted h-step log return from the export's last row: random walk 0; drift,
-    ets, ensemble their manifest's ``final.pred_return``; tree and neural families their stored
+    ets, futures_curve, ensemble their manifest's ``final.pred_return``; tree and neural families their stored
     final model (``model_dir``: the family's folder or a champion snapshot)."""
     if family == RANDOM_WALK:
         return 0.0

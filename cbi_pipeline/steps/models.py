@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from cbi_pipeline.core.curves.market import market_forecast
 from cbi_pipeline.core.hardware import SystemInfo, get_config_for_model
 from cbi_pipeline.core.intervals import CONSTANT, add_quantiles
 from cbi_pipeline.core.models.baselines import final_drift, walk_forward_baseline
@@ -38,6 +39,7 @@ from cbi_pipeline.core.vocabulary import (
     DRIFT,
     ENSEMBLE,
     ETS,
+    FUTURES_CURVE,
     INTERVAL_BENCHMARK,
     NEURAL_FAMILIES,
     RANDOM_WALK,
@@ -52,8 +54,10 @@ from cbi_pipeline.core.walkforward import (
     plan_folds,
 )
 from cbi_pipeline.settings import Settings
+from cbi_pipeline.steps.data import read_curve
 from cbi_pipeline.steps.ensemble import train_ensemble
 from cbi_pipeline.store.models import (
+    MANIFEST_FILE,
     FamilyOutput,
     LoadedExport,
     build_manifest,
@@ -155,10 +159,15 @@ def _train_baselines(
             "fit": date_range(data, np.arange(data.rows)),
         },
     }
+    implied, curve_final = market_forecast_rows(root, settings, loaded)
+    if implied is None:
+        remove_family(root, data.horizon, FUTURES_CURVE)
+    else:
+        finals[FUTURES_CURVE] = curve_final
     outputs = []
-    for family in BASELINES:
+    for family in (f for f in BASELINES if f in finals):
         start = time.perf_counter()
-        result = walk_forward_baseline(data, folds, family, progress)
+        result = walk_forward_baseline(data, folds, family, progress, implied)
         seconds = time.perf_counter() - start
         manifest = build_manifest(
             loaded,
@@ -189,6 +198,50 @@ def _train_baselines(
             ).with_columns(pl.lit(INTERVAL_BENCHMARK).alias("family"))
             write_parquet(constant, root.predictions(data.horizon, INTERVAL_BENCHMARK))
     return outputs
+
+
+def market_forecast_rows(
+    root: DataRoot, settings: Settings, loaded: LoadedExport
+) -> tuple[np.ndarray | None, dict[str, Any]]:
+    """With a curve under the data root: the market's forecast log return for every export row
+    (NaN where it falls back to the random walk) and the ``final`` entry of the futures_curve
+    manifest (the forecast from the last row). Without one: None and {}."""
+    curve = read_curve(root)
+    if curve is None:
+        return None, {}
+    data, frame = loaded.data, loaded.frame
+    rule = settings.front_rule
+    forecast = market_forecast(
+        curve,
+        settings.target_symbol,
+        frame["date"],
+        frame["price"],
+        data.horizon_days,
+        rule,
+        settings.roll_spec(),
+    )
+    implied = forecast["pred_return"].fill_null(np.nan).to_numpy().astype(np.float64)
+    last = forecast.row(-1, named=True)
+    fell_back = last["pred_return"] is None
+    return implied, {
+        "pred_return": 0.0 if fell_back else float(last["pred_return"]),
+        "rule": (
+            f"price at the origin of the contract that will be front (rule: {rule}) "
+            f"{data.horizon_days} weekdays later; the random walk where none is quoted"
+        ),
+        "contract": last["contract"],
+        "target_date": str(last["target_date"]),
+        "fell_back": fell_back,
+        "fallback_rows": int(np.isnan(implied).sum()),
+        "rows": int(implied.size),
+    }
+
+
+def remove_family(root: DataRoot, horizon: str, family: str) -> None:
+    """Remove a family's predictions and manifest (the futures_curve of an earlier run with a
+    curve, once the data has none): else evaluation and ensemble would read them as current."""
+    root.predictions(horizon, family).unlink(missing_ok=True)
+    (root.model_dir(horizon, family) / MANIFEST_FILE).unlink(missing_ok=True)
 
 
 def _train_neural(

@@ -7,6 +7,9 @@ drift: the mean h-step log return of the fold's training rows, unweighted: every
 ets: statsforecast's AutoETS on log prices, parameters fitted per fold on the prices up to and
     including the fold's first test origin, states run forward to each origin
     (``core/models/ets.py`` says exactly which prices each forecast sees).
+futures_curve: the market's own forecast (``core/curves/market.py``): the price at the origin
+    of the contract that will be front h days later, the random walk where the curve has no
+    such contract that day (counted per fold as ``fallback``).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from collections.abc import Callable
 import numpy as np
 
 from cbi_pipeline.core.models.ets import ets_fold
-from cbi_pipeline.core.vocabulary import BASELINES, DRIFT, ETS, RANDOM_WALK
+from cbi_pipeline.core.vocabulary import BASELINES, DRIFT, ETS, FUTURES_CURVE, RANDOM_WALK
 from cbi_pipeline.core.walkforward import (
     Fold,
     FoldFit,
@@ -45,13 +48,36 @@ def _drift(data: TrainingData, fold: Fold) -> FoldFit:
     return FoldFit(np.full(fold.test_rows.size, mu), {"drift": round(mu, 10)})
 
 
+def _futures_curve(implied: np.ndarray) -> Callable[[TrainingData, Fold], FoldFit]:
+    """``implied``: the market's forecast log return per export row, NaN where it falls back."""
+
+    def predict(data: TrainingData, fold: Fold) -> FoldFit:
+        values = implied[fold.test_rows]
+        missing = ~np.isfinite(values)
+        return FoldFit(np.where(missing, 0.0, values), {"fallback": int(missing.sum())})
+
+    return predict
+
+
 PREDICTORS = {RANDOM_WALK: _random_walk, DRIFT: _drift, ETS: ets_fold}
 
 
 def walk_forward_baseline(
-    data: TrainingData, folds: list[Fold], name: str, progress: Callable[[str], None] | None = None
+    data: TrainingData,
+    folds: list[Fold],
+    name: str,
+    progress: Callable[[str], None] | None = None,
+    implied: np.ndarray | None = None,
 ) -> WalkForwardResult:
-    """Out-of-fold predictions of one baseline (``random_walk``, ``drift`` or ``ets``)."""
+    """Out-of-fold predictions of one baseline (``random_walk``, ``drift``, ``ets``, or
+    ``futures_curve`` from ``implied``, the market's forecast per export row)."""
+    if name == FUTURES_CURVE:
+        if implied is None or implied.shape != (data.rows,):
+            raise ValueError(
+                f"{FUTURES_CURVE} needs the market's forecast for each of the {data.rows} export "
+                f"rows; got {None if implied is None else implied.shape}"
+            )
+        return run_walk_forward(data, folds, name, _futures_curve(implied), progress)
     if name not in PREDICTORS:
         raise ValueError(f"unknown baseline {name!r}; expected one of {BASELINES}")
     return run_walk_forward(data, folds, name, PREDICTORS[name], progress)
