@@ -22,6 +22,7 @@ from cbi_pipeline.core.contracts import (
     normalize_market,
     normalize_signals,
 )
+from cbi_pipeline.core.curves.contract import combine_curves, normalize_curve
 from cbi_pipeline.core.curves.features import CURVE_FIELDS, curve_column
 from cbi_pipeline.core.curves.roll import continuous_series
 from cbi_pipeline.core.export import (
@@ -75,6 +76,7 @@ def load_raw(
         )
         market = combine_market([normalize_market(sample.market, "sample market", today)])
         signals = combine_signals([normalize_signals(sample.signals, "sample signals", today)])
+        curve = combine_curves([normalize_curve(sample.curve, "sample curve", today)], ["sample"])
         source = f"sample market (seed {settings.sample_seed})"
     else:
         curve = load_curve_files(settings.curve_paths, today) if settings.curve_paths else None

@@ -118,8 +118,10 @@ def leaky_builder(market: pl.DataFrame, signals: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(pl.col("ZL_close").shift(-3).alias("zl_leak"))
 
 
-def default_builder(market: pl.DataFrame, signals: pl.DataFrame) -> pl.DataFrame:
-    return build_features(build_market_panel(market, signals))[0]
+def default_builder(
+    market: pl.DataFrame, signals: pl.DataFrame, curve: pl.DataFrame | None = None
+) -> pl.DataFrame:
+    return build_features(build_market_panel(market, signals, curve=curve))[0]
 
 
 def test_truncation_property_on_tiny_data(tiny_market, tiny_signals):
@@ -137,7 +139,8 @@ def test_truncation_check_catches_a_feature_from_the_future(tiny_market, tiny_si
 
 
 def test_truncation_property_on_the_default_sample_features():
-    """Default features over the whole sample market, cut at dates in several regimes."""
+    """Default features over the whole sample market and its curve, cut at dates in several
+    regimes."""
     import datetime as dt
 
     from cbi_pipeline.core.sample.generator import SampleSpec, generate_sample_market
@@ -153,9 +156,13 @@ def test_truncation_property_on_the_default_sample_features():
     ]
     trading = set(sample.market.filter(pl.col("symbol") == "ZL")["date"].to_list())
     dates = [d if d in trading else max(x for x in trading if x < d) for d in dates]
-    full = default_builder(sample.market, sample.signals)
+    full = default_builder(sample.market, sample.signals, sample.curve)
     assert full.width - 2 >= 150
-    assert truncation_mismatches(sample.market, sample.signals, dates, default_builder) == {}
+    assert {"zl_carry", "zs_curve_slope", "ho_oi_share", "zw_days_to_roll"} <= set(full.columns)
+    found = truncation_mismatches(
+        sample.market, sample.signals, dates, default_builder, curve=sample.curve
+    )
+    assert found == {}
 
 
 def test_truncation_handles_series_that_start_after_the_cut(tiny_market, tiny_signals):

@@ -25,8 +25,14 @@ reversion, lagged US/Brazil precipitation), ZL's month effect and policy announc
 Every random stream has its own generator seeded from ``(seed, stream)`` and is consumed in date
 order, so a sample that ends earlier is an exact prefix of one that ends later.
 
+The futures curve of ZL ZS ZM ZC ZW HO (``curve``) is built around the market: its nearest
+contract is the market's front close, the later contracts follow a carry process calibrated on
+``dev_curve_1995_2010.csv`` (``curve_calibration``; re-derived by
+``cbi_pipeline_tests/benchmarks/sample_curve_calibration.py --derive``).
+
 Modules: ``generator`` (``SampleSpec``, ``SampleMarket``, ``generate_sample_market``), ``prices``
-(price paths and the OHLCV frame), ``signals`` (weather/news/policy/macro frames), ``symbols``
-(symbols and series), ``calibration`` (constants and tables, data only), ``dates`` and ``noise``
-(calendar and random-stream helpers).
+(price paths and the OHLCV frame), ``signals`` (weather/news/policy/macro frames), ``curve``
+(the futures curve), ``symbols`` (symbols and series), ``calibration`` and
+``curve_calibration`` (constants and tables, data only), ``dates`` and ``noise`` (calendar and
+random-stream helpers).
 """

@@ -1,5 +1,5 @@
-"""The sample market's entry point: ``SampleSpec`` in, ``SampleMarket`` (raw market and raw
-signals frames) out."""
+"""The sample market's entry point: ``SampleSpec`` in, ``SampleMarket`` (raw market, raw
+signals and raw curve frames) out."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import NamedTuple
 
 import polars as pl
 
+from cbi_pipeline.core.sample.curve import sample_curve
 from cbi_pipeline.core.sample.dates import business_days
 from cbi_pipeline.core.sample.prices import market_frame, price_paths
 from cbi_pipeline.core.sample.signals import (
@@ -35,10 +36,13 @@ class SampleSpec:
 
 
 class SampleMarket(NamedTuple):
-    """The generated raw inputs, in the raw market and raw signals contracts (DESIGN §2)."""
+    """The generated raw inputs, in the raw market and raw signals contracts (DESIGN §2), and
+    the contract-level futures curve of ZL ZS ZM ZC ZW HO in the raw curve contract
+    (``core/curves/contract.py``), whose nearest contract is the market's front month."""
 
     market: pl.DataFrame
     signals: pl.DataFrame
+    curve: pl.DataFrame
 
 
 def last_business_day_before(today: dt.date) -> dt.date:
@@ -52,7 +56,8 @@ def last_business_day_before(today: dt.date) -> dt.date:
 def generate_sample_market(
     spec: SampleSpec = SampleSpec(), today: dt.date | None = None
 ) -> SampleMarket:
-    """Generate the sample raw market (long OHLCV) and raw signals (long date/series/value).
+    """Generate the sample raw market (long OHLCV), raw signals (long date/series/value) and
+    raw futures curve (long date/symbol/contract/expiry/close/volume/open_interest).
 
     ``today`` only matters when ``spec.end`` is ``None``; it defaults to the system date.
     Raises ``ValueError`` for a negative seed or an end before the start.
@@ -76,4 +81,4 @@ def generate_sample_market(
             macro_frame(days, spec.seed),
         ]
     ).sort("series", "date")
-    return SampleMarket(market=market, signals=signals)
+    return SampleMarket(market=market, signals=signals, curve=sample_curve(market, spec.seed))

@@ -123,9 +123,11 @@ def _train(
 
 DESCRIPTIONS = {
     BASELINES_TARGET: """The yardsticks on the same folds: the random walk (no change: the predicted
-price is the origin's price) and drift (the mean h-step log return of each fold's training rows).
-Writes ``predictions/{h}/random_walk.parquet`` and ``predictions/{h}/drift.parquet``; a model must
-beat the random walk to earn promotion.""",
+price is the origin's price), drift (the mean h-step log return of each fold's training rows),
+ets (exponential smoothing of log prices) and, when the data has a futures curve, futures_curve
+(the market's own forecast: today's price of the contract that will be front at the horizon).
+Writes ``predictions/{h}/{family}.parquet`` for each; a model must beat the random walk to earn
+promotion.""",
     LIGHTGBM: """LightGBM predicting the h-step log return, trained on the purged expanding
 walk-forward (regime-weighted, early-stopped on the end of each fold's training rows, features
 selected on the fold's fit rows). Writes the out-of-fold predictions
