@@ -60,7 +60,7 @@ from cbi_pipeline.core.sample.curve_calibration import (
     VOLUME_NOISE,
     VOLUME_PROFILE,
 )
-from cbi_pipeline.core.sample.noise import rng
+from cbi_pipeline.core.sample.noise import ar1, rng
 
 CURVE_COLUMNS = CURVE_SCHEMA
 _MARKET_NEEDS = ("date", "symbol", "close", "volume")
@@ -130,16 +130,6 @@ def _neighbour_cholesky(n: int, rho: float) -> np.ndarray:
     return np.linalg.cholesky(fixed / np.outer(d, d))
 
 
-def _ar1_columns(innovations: np.ndarray, phi: np.ndarray) -> np.ndarray:
-    """AR(1) per column with its own ``phi``, unit stationary variance, stationary start."""
-    out = np.empty_like(innovations)
-    scale = np.sqrt(1.0 - phi * phi)
-    out[0] = innovations[0]
-    for t in range(1, innovations.shape[0]):
-        out[t] = phi * out[t - 1] + scale * innovations[t]
-    return out
-
-
 class _Draws(NamedTuple):
     """One symbol's random paths on every market date (rows), each unit-variance."""
 
@@ -176,7 +166,7 @@ def _draws(n_days: int, seed: int) -> dict[str, _Draws]:
         z[:, carry] = z[:, carry] @ chol.T
         phi[carry], phi[near] = CARRY_PHI[sym], 0.0
         phi[oi], phi[vol] = OI_NOISE[sym][1], VOLUME_NOISE[sym][1]
-    paths = _ar1_columns(z, phi)
+    paths = ar1(z, phi)
     return {sym: _Draws(*(paths[:, part] for part in parts)) for sym, parts in layout.items()}
 
 

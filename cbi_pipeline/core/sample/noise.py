@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 
@@ -11,10 +9,11 @@ def rng(seed: int, stream: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, stream]))
 
 
-def ar1(innovations: np.ndarray, phi: float) -> np.ndarray:
-    """AR(1) with unit stationary variance driven by standard-normal innovations (rows = time)."""
+def ar1(innovations: np.ndarray, phi: float | np.ndarray) -> np.ndarray:
+    """AR(1) with unit stationary variance driven by standard-normal innovations (rows = time);
+    an array ``phi`` gives each column its own coefficient."""
     out = np.empty_like(innovations)
-    scale = math.sqrt(1.0 - phi * phi)
+    scale = np.sqrt(1.0 - np.square(phi))
     out[0] = innovations[0]
     for t in range(1, innovations.shape[0]):
         out[t] = phi * out[t - 1] + scale * innovations[t]
