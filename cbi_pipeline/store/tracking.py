@@ -11,9 +11,12 @@ as plain artifacts (no flavor ``log_model``, which spends seconds inferring pip 
 
 from __future__ import annotations
 
+import csv
+import io
 import os
+import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +28,9 @@ from cbi_pipeline.store.root import is_local, is_url
 
 DEFAULT_UI_URL = "http://127.0.0.1:5000"
 MAX_PARAM_CHARS = 6000
+# Feature importance: the top shares logged as metrics, the whole list as artifacts here.
+IMPORTANCE_TOP = 15
+IMPORTANCE_ARTIFACTS = "feature_importance"
 
 
 @dataclass(frozen=True)
@@ -116,6 +122,34 @@ def _param(value: Any) -> str:
     return text if len(text) <= MAX_PARAM_CHARS else text[: MAX_PARAM_CHARS - 3] + "..."
 
 
+def _metric_key(name: str) -> str:
+    """A feature name as MLflow accepts in a metric key: letters, digits, ``_ . -`` and spaces
+    (others, slashes included, become ``_``, so that no key reads as a path)."""
+    return re.sub(r"[^\w.\- ]", "_", name)
+
+
+def importance_metrics(importance: Sequence[Mapping[str, Any]], timestamp: int) -> list[Any]:
+    """``importance_share.<feature>`` for the ``IMPORTANCE_TOP`` largest shares, comparable
+    across runs in the MLflow UI (a feature whose cleaned name repeats keeps its first share)."""
+    from mlflow.entities import Metric
+
+    out: dict[str, Any] = {}
+    for row in importance[:IMPORTANCE_TOP]:
+        key = f"importance_share.{_metric_key(str(row['feature']))}"
+        out.setdefault(key, Metric(key, float(row["share"]), timestamp, 0))
+    return list(out.values())
+
+
+def importance_csv(importance: Sequence[Mapping[str, Any]]) -> str:
+    """The manifest's ``feature_importance`` as CSV: rank, feature, gain, share."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["rank", "feature", "gain", "share"])
+    for rank, row in enumerate(importance, start=1):
+        writer.writerow([rank, row["feature"], repr(float(row["gain"])), repr(float(row["share"]))])
+    return buffer.getvalue()
+
+
 class Tracker:
     """Logs walk-forward training to one MLflow tracking store."""
 
@@ -183,6 +217,10 @@ class Tracker:
         """A parent run with parameters, overall metrics and the model files; a child run per fold.
 
         The manifest (``store.models.build_manifest``) is the single source of what is logged.
+        Its ``feature_importance`` (tree families) goes in as the metrics
+        ``importance_share.<feature>`` of the top ``IMPORTANCE_TOP`` features, the parameter
+        ``feature_importance_top`` naming them, and the whole list as
+        ``feature_importance/feature_importance.json`` (with the method) and ``.csv``.
         """
         from mlflow.entities import Metric, Param, RunTag
 
@@ -242,6 +280,7 @@ class Tracker:
                 "horizon": horizon,
                 "folds": len(manifest["folds"]),
                 "export_sha256": manifest["data"]["export_sha256"],
+                "project_config": manifest.get("project_config") or "none",
                 "features_candidates": manifest["feature_selection"]["candidates"],
                 "max_features": manifest["feature_selection"]["max_features"],
                 **{f"walk_forward.{k}": v for k, v in manifest["walk_forward"].items()},
@@ -263,12 +302,32 @@ class Tracker:
             final_epochs = manifest.get("final", {}).get("epochs")
             if isinstance(final_epochs, int):
                 metrics.append(Metric("final_epochs", float(final_epochs), now, 0))
+            importance = manifest.get("feature_importance")
+            if "feature_importance_method" in manifest:
+                run_params["feature_importance_method"] = manifest["feature_importance_method"]
+            if importance:
+                metrics += importance_metrics(importance, now)
+                run_params["feature_importance_top"] = ", ".join(
+                    str(row["feature"]) for row in importance[:IMPORTANCE_TOP]
+                )
             client.log_batch(
                 run_id,
                 metrics=metrics,
                 params=[Param(k, _param(v)) for k, v in run_params.items()],
                 tags=[RunTag("cbi.fold_runs", str(len(fold_ids)))],
             )
+            if importance:
+                method = manifest.get("feature_importance_method")
+                client.log_dict(
+                    run_id,
+                    {"method": method, "features": list(importance)},
+                    f"{IMPORTANCE_ARTIFACTS}/feature_importance.json",
+                )
+                client.log_text(
+                    run_id,
+                    importance_csv(importance),
+                    f"{IMPORTANCE_ARTIFACTS}/feature_importance.csv",
+                )
             with local_copy(model_dir) as local_dir, local_copy(predictions_path) as local_file:
                 client.log_artifacts(run_id, str(local_dir), "model")
                 client.log_artifact(run_id, str(local_file), "predictions")

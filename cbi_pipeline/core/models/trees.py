@@ -8,7 +8,9 @@ only and the top ``max_features`` kept; regime weights are scaled to mean 1 over
 a rerun on the same data gives identical predictions.
 
 The final model for forecasting is fitted on every labelled row with the number of trees that
-early stopping chose on the last fold (the fold whose training data is closest to it).
+early stopping chose on the last fold (the fold whose training data is closest to it). Its
+feature importance (``TreeModel.feature_importance``) is the total gain of its splits on each
+feature it reads, as a share of all.
 """
 
 from __future__ import annotations
@@ -172,6 +174,72 @@ class TreeModel:
         if self.family == "lightgbm":
             return self.booster.model_to_string(num_iteration=self.trees).encode("utf-8")
         return bytes(self.booster[: self.trees].save_raw(raw_format="json"))
+
+    @property
+    def importance_method(self) -> str:
+        """How ``feature_importance`` measures a feature, in the library's own terms."""
+        return IMPORTANCE_METHODS[self.family]
+
+    def feature_gains(self) -> np.ndarray:
+        """The total gain of the kept trees' splits on each of ``features``, in that order
+        (0 for a feature no split uses)."""
+        if self.family == "lightgbm":
+            # Positional: the booster's columns are ``features`` in order (its names may be
+            # sanitised by LightGBM, the positions never are).
+            gains = np.asarray(
+                self.booster.feature_importance(importance_type="gain", iteration=self.trees),
+                dtype=np.float64,
+            )
+            if gains.shape != (len(self.features),):
+                raise TreeTrainingError(
+                    f"lightgbm returned {gains.size} gains for {len(self.features)} features"
+                )
+            return gains
+        booster = self.booster
+        if self.trees < booster.num_boosted_rounds():
+            booster = booster[: self.trees]
+        # XGBoost names only the features some split uses.
+        scores = booster.get_score(importance_type="total_gain")
+        unknown = sorted(set(scores) - set(self.features))
+        if unknown:
+            raise TreeTrainingError(
+                f"xgboost reports gains for {unknown}, which are not among the model's features"
+            )
+        return np.array([float(scores.get(f, 0.0)) for f in self.features], dtype=np.float64)
+
+    def feature_importance(self) -> list[dict[str, Any]]:
+        """``gain_shares`` of this model's features (see ``importance_method``)."""
+        return gain_shares(self.features, self.feature_gains())
+
+
+# Gain, not split counts: how much each feature reduced the training loss, summed over its splits.
+IMPORTANCE_METHODS = {
+    LIGHTGBM: "gain: the total training-loss reduction of the final model's splits on each "
+    "feature (lightgbm Booster.feature_importance(importance_type='gain')), as a share of all",
+    XGBOOST: "gain: the total training-loss reduction of the final model's splits on each "
+    "feature (xgboost Booster.get_score(importance_type='total_gain')), as a share of all",
+}
+
+
+def gain_shares(features: tuple[str, ...] | list[str], gains: np.ndarray) -> list[dict[str, Any]]:
+    """One ``{feature, gain, share}`` per feature, largest gain first (ties in feature order);
+    the shares sum to 1, or are all 0 when no feature has any gain (a model without splits)."""
+    gains = np.asarray(gains, dtype=np.float64)
+    if gains.shape != (len(features),):
+        raise TreeTrainingError(f"{gains.size} gains for {len(features)} features")
+    if not np.isfinite(gains).all() or (gains < 0).any():
+        bad = [f for f, g in zip(features, gains, strict=True) if not (np.isfinite(g) and g >= 0)]
+        raise TreeTrainingError(f"gains must be finite and >= 0; not so for {bad}")
+    total = float(gains.sum())
+    order = np.argsort(-gains, kind="stable")
+    return [
+        {
+            "feature": features[i],
+            "gain": float(gains[i]),
+            "share": float(gains[i]) / total if total > 0 else 0.0,
+        }
+        for i in order
+    ]
 
 
 def load_tree_model(family: str, data: bytes) -> Callable[[np.ndarray], np.ndarray]:

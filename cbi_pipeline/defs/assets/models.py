@@ -29,6 +29,7 @@ from cbi_pipeline.defs.partitions import horizon_partitions
 from cbi_pipeline.defs.resources import HardwareResource, MlflowTracking, PipelineSettings
 from cbi_pipeline.steps.models import fold_table, train
 from cbi_pipeline.store.models import FamilyOutput
+from cbi_pipeline.store.tracking import IMPORTANCE_TOP
 
 ACCELERATOR_POOL = "accelerator"
 # Training waits for the horizon's diagnostics: a failing blocking check skips it in the same run.
@@ -51,9 +52,35 @@ class NeuralConfig(dg.Config):
     )
 
 
+def importance_table(
+    importance: list[dict[str, Any]], top: int = IMPORTANCE_TOP
+) -> dg.TableMetadataValue:
+    """The ``top`` features of a manifest's ``feature_importance``, largest gain first."""
+    schema = dg.TableSchema(
+        columns=[
+            dg.TableColumn("rank", "int"),
+            dg.TableColumn("feature", "string"),
+            dg.TableColumn("share", "float", description="share of the final model's gain"),
+            dg.TableColumn("gain", "float", description="total gain of its splits"),
+        ]
+    )
+    records = [
+        dg.TableRecord(
+            {
+                "rank": rank,
+                "feature": str(row["feature"]),
+                "share": round(float(row["share"]), 4),
+                "gain": float(f"{float(row['gain']):.6g}"),
+            }
+        )
+        for rank, row in enumerate(importance[:top], start=1)
+    ]
+    return dg.MetadataValue.table(records, schema)
+
+
 def family_metadata(out: FamilyOutput) -> dict[str, Any]:
     """What one family's training shows in the UI: MAPE beside the random walk's, folds, trees or
-    epochs, the fold table, the files and the MLflow run."""
+    epochs, the fold table, the top features by gain, the files and the MLflow run."""
     folds = out.manifest["folds"]
     final = out.manifest["final"]
     entry: dict[str, Any] = {
@@ -78,6 +105,10 @@ def family_metadata(out: FamilyOutput) -> dict[str, Any]:
         entry["parameters"] = dg.MetadataValue.json(out.manifest["parameters"])
     if out.manifest["features"]:
         entry["features"] = len(out.manifest["features"])
+    if out.manifest.get("feature_importance"):
+        entry["feature_importance"] = importance_table(out.manifest["feature_importance"])
+    if "feature_importance_method" in out.manifest:
+        entry["feature_importance_method"] = out.manifest["feature_importance_method"]
     if out.model_path is not None:
         entry["model_path"] = dg.MetadataValue.path(str(out.model_path))
     if out.tracked is not None:
@@ -108,6 +139,14 @@ def _train(
         overrides=config.model_dump() if config is not None else None,
     )
     metadata: dict[str, Any] = {}
+    if not outputs:  # the configuration file does not enable this family
+        enabled = ", ".join(settings.enabled_families())
+        message = (
+            f"{horizon} {target}: not enabled by {settings.project_config().path} "
+            f"(families = {enabled}); its earlier outputs were removed"
+        )
+        context.log.info(message)
+        return dg.MaterializeResult(metadata={"disabled": message})
     for out in outputs:
         # One asset holds both baselines: their entries are prefixed with the family name.
         prefix = "" if len(outputs) == 1 else f"{out.family}/"
