@@ -11,18 +11,25 @@ from dataclasses import Field, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from cbi_pipeline.config_file import (
+    ConfigFileError,
+    ProjectConfig,
+    find_config,
+    load_config,
+)
 from cbi_pipeline.core.correlations.spec import CorrelationSpec
 from cbi_pipeline.core.curves.market import NEAREST, ROLL
 from cbi_pipeline.core.curves.roll import RollSpec
 from cbi_pipeline.core.export import ExportSpec
 from cbi_pipeline.core.features import FeatureSpec
 from cbi_pipeline.core.gates import GateSpec
+from cbi_pipeline.core.hardware import SystemInfo, get_config_for_model
 from cbi_pipeline.core.intervals import IntervalSpec
 from cbi_pipeline.core.models.ensemble import EnsembleSpec
 from cbi_pipeline.core.models.trees import TreeSpec
 from cbi_pipeline.core.panel import PanelSpec
 from cbi_pipeline.core.regimes import DEFAULT_REGIMES, Regime, regimes_from_json
-from cbi_pipeline.core.vocabulary import horizon_days
+from cbi_pipeline.core.vocabulary import MODEL_FAMILIES, horizon_days
 from cbi_pipeline.core.walkforward import WalkForwardSpec
 
 ENV_PREFIX = "CBI_"
@@ -60,6 +67,11 @@ class Settings:
         "Raw futures-curve parquet/CSV files or globs (date, symbol, contract, expiry, close; "
         "volume, open_interest optional), validated and kept as raw/curve.parquet; with no "
         "market files, the front-month series come from the curve.",
+    )
+    config_path: str = setting(
+        "",
+        "Project configuration file (TOML: gates, families, hyperparameters, neural "
+        "architecture, settings); empty = cbi.toml in the data root when there, else defaults.",
     )
     roll_days_before_notice: int = setting(
         5,
@@ -275,8 +287,27 @@ class Settings:
             departure_p=self.ensemble_departure_p,
         )
 
+    def project_config(self) -> ProjectConfig:
+        """The configuration file in effect (``config_path``, else cbi.toml in the data root),
+        validated; an empty ``ProjectConfig`` when there is none."""
+        return load_config(
+            find_config(self.config_path, self.data_root), tuple(f.name for f in fields(Settings))
+        )
+
     def gate_spec(self, horizon: str) -> GateSpec:
-        return GateSpec.for_horizon(horizon, coverage_tolerance=self.coverage_tolerance)
+        """The seed's thresholds for the horizon, with the configuration file's gates over them."""
+        base = GateSpec.for_horizon(horizon, coverage_tolerance=self.coverage_tolerance)
+        return replace(base, **self.project_config().gate_overrides(horizon))
+
+    def model_params(self, family: str, horizon: str, system: SystemInfo) -> dict[str, Any]:
+        """``get_config_for_model`` for this machine, with the configuration file's
+        hyperparameters (and neural architecture) over it."""
+        params = get_config_for_model(family, horizon, system)
+        return params | self.project_config().hyperparameters_for(family, horizon)
+
+    def enabled_families(self) -> tuple[str, ...]:
+        """The model families the configuration file enables (all of them without one)."""
+        return self.project_config().families or MODEL_FAMILIES
 
     def sample_dates(self) -> tuple[dt.date, dt.date | None]:
         end = dt.date.fromisoformat(self.sample_end) if self.sample_end else None
@@ -351,4 +382,41 @@ def settings_from_env(
             if v is not None
         }
     )
-    return replace(Settings(), **values)  # type: ignore[arg-type]
+    base = file_settings(
+        str(values.get("config_path", "")), str(values.get("data_root", Settings().data_root))
+    )
+    return replace(Settings(), **{**base, **values})
+
+
+def file_settings(config_path: str, data_root: str) -> dict[str, Any]:
+    """The ``[settings]`` of the configuration file, typed like the fields they set: the
+    defaults that ``CBI_*`` variables and explicit overrides replace."""
+    path = find_config(config_path, data_root)
+    config = load_config(path, tuple(f.name for f in fields(Settings)))
+    out: dict[str, Any] = {}
+    for name, value in config.settings.items():
+        key = f"{path}: settings.{name}"
+        if name in ("config_path", "data_root") and not config_path:
+            raise ConfigFileError(
+                f"{key}: cannot be set by the cbi.toml found in the data root itself; set it "
+                f"with {env_name(name)} (or put the file at CBI_CONFIG)"
+            )
+        f = setting_field(name)
+        if is_paths_setting(f):
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigFileError(f"{key}: {value!r}: expected a list of paths or globs")
+            out[name] = tuple(value)
+            continue
+        kind = setting_type(f)
+        ok = (
+            isinstance(value, str)
+            if kind is str
+            else isinstance(value, int) and not isinstance(value, bool)
+            if kind is int
+            else isinstance(value, int | float) and not isinstance(value, bool)
+        )
+        if not ok:
+            expected = {str: "a string", int: "an integer", float: "a number"}[kind]
+            raise ConfigFileError(f"{key}: {value!r}: expected {expected}")
+        out[name] = float(value) if kind is float else value
+    return out

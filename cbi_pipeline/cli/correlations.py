@@ -10,10 +10,16 @@ import polars as pl
 
 from cbi_pipeline.cli.arguments import add_setting, settings_from_args
 from cbi_pipeline.core.tables import text_table
-from cbi_pipeline.steps.correlations import build_partition, cache_status
-from cbi_pipeline.steps.data import load_panel_file
+from cbi_pipeline.settings import Settings
+from cbi_pipeline.steps.correlations import (
+    build_partition,
+    cache_status,
+    join_correlation_features,
+)
+from cbi_pipeline.steps.data import is_export, load_panel_file
 from cbi_pipeline.store.correlations import list_partitions, read_partition
 from cbi_pipeline.store.root import DataRoot, read_parquet
+from cbi_pipeline.store.sources import read_table
 
 NAME = "correlations"
 HELP = "build or update the correlation cache and print key pairs and staleness"
@@ -22,11 +28,13 @@ DESCRIPTION = """\
 Build or update the correlation cache (exports/cache/{as_of}/ under the data root) and print
 the key pairs' latest rolling correlations, the top-k candidates and the cache's staleness.
 
-FILE (--data-path) is either a raw market file in the long contract shape (date, symbol, close,
+FILE (--data-path) is a raw market file in the long contract shape (date, symbol, close,
 ...; parquet or CSV, validated like `cbi export --market`), from which the panel is built with
-the optional --signals, or a market panel (wide: date, <TARGET>_close, other <SYMBOL>_close and
-signal columns), e.g. exports/market_panel.parquet. Without --data-path the data root's market
-panel is used. Nothing but the cache is written.
+the optional --signals; a market panel (wide: date, <TARGET>_close, other <SYMBOL>_close and
+signal columns), e.g. exports/market_panel.parquet; or a training export
+(exports/zl_training_prod_allhistory_1m.parquet): its correlation features are computed from the
+market panel beside it and compared with the ones it stores. Without --data-path the data
+root's market panel is used. Nothing but the cache is written.
 
 The freshest partition built from exactly this data is used when it is at most --cache-max-age
 calendar days behind the data's last date; otherwise (or with --as-of / --full) a partition is
@@ -79,9 +87,43 @@ def run(args: argparse.Namespace) -> int:
     print(text_table(key.rename({c: f"{c}d" for c in key.columns if c.isdigit()})))
     print(f"top-{settings.correlation_top_k} candidates per block by |corr with the target|:")
     print(text_table(cache.candidates))
+    if args.data_path and is_export(read_table(Path(args.data_path)).columns):
+        print_export_features(root, settings, panel, Path(args.data_path))
     partitions = list_partitions(root)
     print(
         f"after: {status.describe()}; {len(partitions)} partition(s) on disk, "
         f"newest {partitions[0].as_of if partitions else '-'}"
     )
     return 0
+
+
+def print_export_features(
+    root: DataRoot, settings: Settings, panel: pl.DataFrame, path: Path
+) -> None:
+    """The export's correlation features from the cache, at its last date, beside the values it
+    stores (a differing stored value means the export was built from another cache)."""
+    export = read_table(path).with_columns(pl.col("date").cast(pl.Date))
+    computed, catalog = join_correlation_features(root, settings, panel, export.select("date"), [])
+    names = [d.name for d in catalog]
+    last = export["date"].max()
+    assert isinstance(last, dt.date)
+    now = computed.filter(pl.col("date") == last)
+    stored = export.filter(pl.col("date") == last)
+    rows = []
+    for name in names:
+        value = now[name].item()
+        kept = stored[name].item() if name in stored.columns else None
+        rows.append({"feature": name, "computed": value, "in_export": kept})
+    differ = [
+        r["feature"]
+        for r in rows
+        if (r["computed"] is None) != (r["in_export"] is None)
+        or (r["computed"] is not None and abs(r["computed"] - r["in_export"]) > 1e-9)
+    ]
+    print(f"correlation features of {path} at {last} ({len(names)}):")
+    print(text_table(pl.DataFrame(rows, infer_schema_length=None)))
+    print(
+        "the export stores the same values"
+        if not differ
+        else f"{len(differ)} differ from the export's (built from another cache?): {differ[:5]}"
+    )

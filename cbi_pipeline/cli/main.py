@@ -8,7 +8,16 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from cbi_pipeline.cli import config, correlations, cycle, diagnostics, evaluate, export, train
+from cbi_pipeline.cli import (
+    config,
+    correlations,
+    cycle,
+    diagnostics,
+    evaluate,
+    export,
+    train,
+    tune,
+)
 from cbi_pipeline.cli.errors import CycleError
 from cbi_pipeline.core.contracts import DataContractError
 from cbi_pipeline.core.regimes import RegimeConfigError
@@ -20,7 +29,7 @@ DESCRIPTION = (
     "(export, diagnostics, correlations, train, evaluate) and the whole cycle (cycle)."
 )
 # Each subcommand module defines NAME, HELP, DESCRIPTION, add_arguments(parser) and run(args).
-SUBCOMMANDS = (config, export, cycle, diagnostics, correlations, train, evaluate)
+SUBCOMMANDS = (config, export, cycle, diagnostics, correlations, train, tune, evaluate)
 
 EXPECTED_ERRORS = (
     CycleError,

@@ -10,7 +10,7 @@ import polars as pl
 from cbi_pipeline.cli.arguments import ALL, add_horizon, add_setting, horizons, settings_from_args
 from cbi_pipeline.core.hardware import detect_system
 from cbi_pipeline.core.tables import text_table
-from cbi_pipeline.core.vocabulary import LIGHTGBM, TAG_SOURCE, TRAIN_TARGETS
+from cbi_pipeline.core.vocabulary import LIGHTGBM, NEURAL_FAMILIES, TAG_SOURCE, TRAIN_TARGETS
 from cbi_pipeline.steps.models import fold_table, train
 from cbi_pipeline.store.root import DataRoot
 from cbi_pipeline.store.tracking import Tracker
@@ -37,8 +37,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     add_setting(p, "--data-root", "data_root")
     add_setting(p, "--target", "target_symbol")
+    add_setting(p, "--surface", "surface")
+    add_setting(p, "--config", "config_path", metavar="FILE")
     add_setting(p, "--first-test-date", "first_test_date")
     add_setting(p, "--refit-step", "refit_step_days")
+    neural = p.add_argument_group(
+        "neural families (lstm, gru)",
+        "override the architecture of the configuration file and the hardware defaults",
+    )
+    neural.add_argument("--num-layers", type=int, help="stacked recurrent layers (e.g. 2)")
+    neural.add_argument("--hidden-size", type=int, help="units per recurrent layer (e.g. 64)")
+    neural.add_argument("--dropout", type=float, help="dropout between layers, in [0, 1)")
     p.add_argument("--cores", type=int, help="threads for the tree libraries (default: detected)")
     p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
     p.add_argument("--folds", action="store_true", help="also print each fold")
@@ -50,12 +59,29 @@ def run(args: argparse.Namespace) -> int:
     system = detect_system(cores=args.cores)
     tracker = None if args.no_mlflow else Tracker.for_data_root(settings.data_root)
     targets = TRAIN_TARGETS if args.family == ALL else (args.family,)
+    neural = {
+        "num_layers": args.num_layers,
+        "hidden_size": args.hidden_size,
+        "dropout": args.dropout,
+    }
+    if any(v is not None for v in neural.values()) and not set(targets) & set(NEURAL_FAMILIES):
+        raise ValueError(
+            "--num-layers, --hidden-size and --dropout set the neural architecture; "
+            f"--family {args.family} trains no neural family (lstm, gru)"
+        )
     rows = []
     for horizon in horizons(args.horizon):
         for target in targets:
             start = time.perf_counter()
             outputs = train(
-                root, settings, horizon, target, system, tracker, tags={TAG_SOURCE: "cbi train"}
+                root,
+                settings,
+                horizon,
+                target,
+                system,
+                tracker,
+                tags={TAG_SOURCE: "cbi train"},
+                overrides=neural if target in NEURAL_FAMILIES else None,
             )
             seconds = time.perf_counter() - start
             for out in outputs:

@@ -35,11 +35,25 @@ COVERAGE_TOLERANCE = 0.03  # interval coverage within 3 points of nominal
 
 @dataclass(frozen=True)
 class GateSpec:
-    mape_max: float
+    """One horizon's thresholds. ``mape_max``: MAPE (%) at most (None: no absolute bar);
+    ``mape_max_vs_random_walk``: MAPE at most this multiple of the random walk's (None: no
+    relative bar; with both, both hold); ``max_dm_p``: the skill gate also needs the one-sided
+    Diebold-Mariano p-value against the random walk below this (None: skill alone)."""
+
+    mape_max: float | None
     sharpe_min: float
     max_mape_drift: float = MAX_MAPE_DRIFT
     min_skill: float = MIN_SKILL
     coverage_tolerance: float = COVERAGE_TOLERANCE
+    mape_max_vs_random_walk: float | None = None
+    max_dm_p: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.mape_max is None and self.mape_max_vs_random_walk is None:
+            raise ValueError(
+                "GateSpec: mape_max and mape_max_vs_random_walk are both None; expected at "
+                "least one MAPE bar"
+            )
 
     @classmethod
     def for_horizon(cls, horizon: str, coverage_tolerance: float = COVERAGE_TOLERANCE) -> GateSpec:
@@ -62,15 +76,32 @@ class GateResult:
         return asdict(self)
 
 
+def mape_threshold(spec: GateSpec, rw_mape: float) -> float:
+    """The MAPE bar for this random walk: the absolute one, the relative one, or the lower."""
+    bars = [] if spec.mape_max is None else [spec.mape_max]
+    if spec.mape_max_vs_random_walk is not None:
+        bars.append(spec.mape_max_vs_random_walk * rw_mape)
+    return min(bars)
+
+
 def mape_gate(m: MetricSet, spec: GateSpec) -> GateResult:
-    ok = m.mape <= spec.mape_max
+    limit = mape_threshold(spec, m.rw_mape)
+    ok = m.mape <= limit
+    how = (
+        ""
+        if spec.mape_max_vs_random_walk is None
+        else f" = min of {spec.mape_max}% and {spec.mape_max_vs_random_walk} x random walk"
+        if spec.mape_max is not None
+        else f" = {spec.mape_max_vs_random_walk} x random walk"
+    )
     return GateResult(
         GATE_MAPE,
         ok,
         m.mape,
-        spec.mape_max,
+        limit,
         m.rw_mape,
-        f"MAPE {m.mape:.3f}% {'<=' if ok else '>'} {spec.mape_max}% (random walk {m.rw_mape:.3f}%)",
+        f"MAPE {m.mape:.3f}% {'<=' if ok else '>'} {round(limit, 4)}%{how} "
+        f"(random walk {m.rw_mape:.3f}%)",
     )
 
 
@@ -200,7 +231,7 @@ def evaluate_gates(
     """All gates for one candidate; promotion requires every one to pass. ``coverage`` maps
     "80"/"90" to the candidate's out-of-fold coverage (None: it has no intervals, and the
     coverage gates fail); ``diebold_mariano`` (statistic, p_value) is reported beside the skill
-    gate as the evidence against the random walk (it informs, it does not gate)."""
+    gate as the evidence against the random walk; it gates only when ``spec.max_dm_p`` is set."""
     skill = skill_gate(m, spec)
     if diebold_mariano is not None:
         skill = replace(
@@ -208,6 +239,15 @@ def evaluate_gates(
             detail=f"{skill.detail}; Diebold-Mariano vs random walk: statistic "
             f"{diebold_mariano['statistic']:+.2f}, one-sided p {diebold_mariano['p_value']:.3f}",
             extra={**skill.extra, "diebold_mariano": dict(diebold_mariano)},
+        )
+    if spec.max_dm_p is not None:
+        p = None if diebold_mariano is None else diebold_mariano.get("p_value")
+        significant = p is not None and p < spec.max_dm_p
+        skill = replace(
+            skill,
+            passed=skill.passed and significant,
+            detail=f"{skill.detail}; needs p < {spec.max_dm_p}: "
+            + ("met" if significant else "not met" if p is not None else "no test: fails"),
         )
     gates = [
         mape_gate(m, spec),

@@ -142,9 +142,15 @@ def neural_batch_and_sequence(ram_gb: float) -> tuple[int, int]:
     return 128, 30
 
 
-def get_config_for_model(family: str, horizon: str, system: SystemInfo) -> dict[str, Any]:
-    """Hyperparameters for a model family at a horizon on this machine."""
+def get_config_for_model(
+    family: str, horizon: str, system: SystemInfo | None = None
+) -> dict[str, Any]:
+    """Hyperparameters for a model family at a horizon on ``system`` (default: this machine,
+    ``detect_system()``), as the guide calls it: ``get_config_for_model("lightgbm",
+    horizon="1m")``."""
     h = horizon_days(horizon)
+    if system is None:
+        system = detect_system()
     if family == "lightgbm":
         return {
             "num_leaves": 31,

@@ -257,10 +257,53 @@ def export_table(
     return pl.DataFrame(rows)
 
 
+def is_export(columns: list[str]) -> bool:
+    """An export's columns: ``date``, ``price`` and a ``target_{h}`` label."""
+    return {"date", "price"} <= set(columns) and any(c.startswith("target_") for c in columns)
+
+
+def panel_of_export(path: Path, settings: Settings) -> pl.DataFrame:
+    """The market panel an export was built from: ``market_panel.parquet`` beside it (the
+    export's data root), checked to be that export's: the panel has every export date and the
+    target close equals the export's price on each. An export holds features, not the closes
+    the correlations are computed from, so without its panel there is nothing to compute."""
+    export = read_table(path)
+    panel_path = path.parent / "market_panel.parquet"
+    if not panel_path.is_file():
+        raise DataContractError(
+            f"{path}: an export holds features, not the closes its correlation features are "
+            f"computed from; expected its market panel at {panel_path} (the export's data root, "
+            "as `cbi export` writes it), or pass a raw market file or a panel"
+        )
+    panel = read_parquet(panel_path, "market_panel")
+    target = close_column(settings.target_symbol)
+    if target not in panel.columns:
+        raise DataContractError(f"{panel_path}: no {target!r} column for the target")
+    dates = export.select(pl.col("date").cast(pl.Date), pl.col("price").cast(pl.Float64))
+    joined = dates.join(panel.select("date", target), on="date", how="left")
+    missing = joined.filter(pl.col(target).is_null())
+    differs = joined.filter(
+        pl.col(target).is_not_null() & ((pl.col(target) - pl.col("price")).abs() > 1e-9)
+    )
+    if missing.height or differs.height:
+        shown = (missing if missing.height else differs)["date"].head(3).to_list()
+        raise DataContractError(
+            f"{path}: the market panel beside it ({panel_path}) is not the one it was built from: "
+            f"{missing.height} export date(s) missing from it and {differs.height} with another "
+            f"{target} than the export's price, e.g. {[str(d) for d in shown]}; expected the "
+            "panel of the same `cbi export`"
+        )
+    return panel
+
+
 def load_panel_file(path: Path, settings: Settings, signal_paths: list[str] | None) -> pl.DataFrame:
     """A raw market file (long) turned into the panel, or a panel file as it is."""
     frame = read_table(path)
     target = close_column(settings.target_symbol)
+    if is_export(frame.columns):
+        if signal_paths:
+            raise DataContractError(f"{path}: --signals only applies to a raw market file")
+        return panel_of_export(path, settings)
     if {"symbol", "close"} <= set(frame.columns):
         market = load_market_files([str(path)])
         check_market_coverage(market, settings.target_symbol, str(path))
@@ -284,6 +327,7 @@ def load_panel_file(path: Path, settings: Settings, signal_paths: list[str] | No
                     ) from exc
         return frame
     raise DataContractError(
-        f"{path}: expected a raw market file (columns date, symbol, close) or a market panel "
-        f"(columns date, {target}, ...); got columns {frame.columns[:8]}"
+        f"{path}: expected a raw market file (columns date, symbol, close), a market panel "
+        f"(columns date, {target}, ...) or a training export (date, price, target_<h>, ...); "
+        f"got columns {frame.columns[:8]}"
     )

@@ -36,6 +36,7 @@ from cbi_pipeline.core.vocabulary import (
     horizon_days,
 )
 from cbi_pipeline.settings import Settings
+from cbi_pipeline.steps.tuning import tuned_by_family
 from cbi_pipeline.store.models import MANIFEST_FILE, current_champion
 from cbi_pipeline.store.root import (
     DataRoot,
@@ -193,9 +194,14 @@ def evaluate_root(
     settings: Settings | None = None,
 ) -> EvaluationOutput:
     """Compare every family's predictions, run the gates on the candidate, write the JSON.
-    ``gate_spec`` defaults to the horizon's seed thresholds (``Settings.gate_spec``). With a
+    ``gate_spec`` defaults to ``settings.gate_spec`` (the configuration file's gates over the
+    seed's), else the seed's thresholds; the payload records it (``config``). With a
     curve under the data root (``raw/curve.parquet``) the Sharpe ratio and hit rate use the
     rolled position's returns (``settings`` gives the roll rule and the export)."""
+    if gate_spec is not None:
+        spec = gate_spec
+    else:
+        spec = settings.gate_spec(horizon) if settings else GateSpec.for_horizon(horizon)
     files = prediction_files(root, horizon)
     if RANDOM_WALK not in files:
         raise StorageError(
@@ -219,7 +225,7 @@ def evaluate_root(
         gates = evaluate_gates(
             cand.overall,
             rw.overall,
-            gate_spec or GateSpec.for_horizon(horizon),
+            spec,
             None if champion is None else float(champion["mape"]),
             diag[0],
             diag[1],
@@ -233,9 +239,14 @@ def evaluate_root(
         ev, gates if ev.candidate else None, champion, diag, files, cost_bp
     )
     payload["returns"] = returns
+    payload["config"] = {
+        "file": settings.project_config().path if settings else None,
+        "gates": asdict(spec),
+    }
     payload["futures_curve"] = (
         futures_curve_fallbacks(root, horizon) if FUTURES_CURVE in files else None
     )
+    payload["tuned"] = tuned_by_family(root, horizon, files)  # cbi tune's parameters, per family
     path = write_json(payload, root.evaluation(horizon))
     return EvaluationOutput(horizon, ev, gates, payload, path)
 
@@ -393,7 +404,6 @@ def gate_table(root: DataRoot, horizons: tuple[str, ...] = HORIZON_LABELS) -> pl
         gates = {g["name"]: g for g in payload["gates"]}
         cand = payload["candidate"]
         m = payload["families"][cand]["overall"] if cand else {}
-        spec = GateSpec.for_horizon(h)
 
         def verdict(name: str, gates: dict[str, Any] = gates) -> str:
             return "-" if name not in gates else ("pass" if gates[name]["passed"] else "FAIL")
@@ -403,11 +413,11 @@ def gate_table(root: DataRoot, horizons: tuple[str, ...] = HORIZON_LABELS) -> pl
                 "horizon": h,
                 "candidate": cand or "-",
                 "mape_%": m.get("mape"),
-                "max_%": spec.mape_max,
+                "max_%": gates[GATE_MAPE]["threshold"] if GATE_MAPE in gates else None,
                 "rw_mape_%": m.get("rw_mape"),
                 "skill": m.get("skill"),
                 "sharpe": m.get("sharpe"),
-                "min_sharpe": spec.sharpe_min,
+                "min_sharpe": gates[GATE_SHARPE]["threshold"] if GATE_SHARPE in gates else None,
                 "psr": m.get("psr"),
                 **interval_columns(
                     payload["families"][cand].get("probabilistic") if cand else None

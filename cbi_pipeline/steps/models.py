@@ -22,7 +22,7 @@ import numpy as np
 import polars as pl
 
 from cbi_pipeline.core.curves.market import market_forecast
-from cbi_pipeline.core.hardware import SystemInfo, get_config_for_model
+from cbi_pipeline.core.hardware import SystemInfo
 from cbi_pipeline.core.intervals import CONSTANT, add_quantiles
 from cbi_pipeline.core.models.baselines import final_drift, walk_forward_baseline
 from cbi_pipeline.core.models.ets import ets_final_return
@@ -41,6 +41,7 @@ from cbi_pipeline.core.vocabulary import (
     ETS,
     FUTURES_CURVE,
     INTERVAL_BENCHMARK,
+    MODEL_FAMILIES,
     NEURAL_FAMILIES,
     RANDOM_WALK,
     TREE_FAMILIES,
@@ -56,6 +57,7 @@ from cbi_pipeline.core.walkforward import (
 from cbi_pipeline.settings import Settings
 from cbi_pipeline.steps.data import read_curve
 from cbi_pipeline.steps.ensemble import train_ensemble
+from cbi_pipeline.steps.tuning import load_tuned, tuned_hyper
 from cbi_pipeline.store.models import (
     MANIFEST_FILE,
     FamilyOutput,
@@ -88,6 +90,7 @@ def _train_trees(
     family: str,
     hyper: Mapping[str, Any],
     progress: Progress | None,
+    tuned: Mapping[str, Any] | None = None,
 ) -> FamilyOutput:
     start = time.perf_counter()
     tspec = settings.tree_spec(family, hyper)
@@ -122,6 +125,10 @@ def _train_trees(
             "candidates": len(data.features),
         },
     )
+    manifest["tuned"] = None if tuned is None else dict(tuned)  # cbi tune's file, if used
+    # Gain per feature of the final model (every labelled row), largest first.
+    manifest["feature_importance"] = run.final.feature_importance()
+    manifest["feature_importance_method"] = run.final.importance_method
     return write_family(
         root, data.horizon, calibrated(run.result, data, settings), manifest, model_bytes
     )
@@ -253,6 +260,7 @@ def _train_neural(
     hyper: Mapping[str, Any],
     overrides: Mapping[str, Any] | None,
     progress: Progress | None,
+    tuned: Mapping[str, Any] | None = None,
 ) -> FamilyOutput:
     # imports torch: only when a network trains
     from cbi_pipeline.core.models.neural.fit import walk_forward_neural
@@ -303,6 +311,13 @@ def _train_neural(
         },
     )
     manifest["config_file"] = CONFIG_FILE
+    manifest["tuned"] = None if tuned is None else dict(tuned)  # cbi tune's file, if used
+    manifest["feature_importance"] = None
+    manifest["feature_importance_method"] = (
+        "none: a recurrent network has no split gain, and a permutation importance on the last "
+        "fold's validation slice would be in-sample for the final model, which is fitted on "
+        "every labelled row, that slice included (the fold models that held it out are not kept)"
+    )
     write_json(model_config, root.model_dir(data.horizon, family) / CONFIG_FILE)
     return write_family(
         root, data.horizon, calibrated(run.result, data, settings), manifest, weights
@@ -322,12 +337,18 @@ def train(
 ) -> list[FamilyOutput]:
     """Train one target for one horizon on the purged walk-forward and write every output.
 
-    ``target`` is a model family (hyperparameters from ``get_config_for_model`` on ``system``;
+    ``target`` is a model family (hyperparameters from ``get_config_for_model`` on ``system``
+    with the configuration file's over them, ``Settings.model_params``;
     for the neural families ``overrides``, None values ignored, replace any of them, e.g.
     ``{"hidden_size": 64, "num_layers": 2, "dropout": 0.1}``) or ``baselines``. With a tracker,
     each family gets an MLflow run with nested fold runs.
     """
     families_of(target)
+    if target in MODEL_FAMILIES and target not in settings.enabled_families():
+        # Disabled by the configuration file: no outputs, and none left from an earlier run
+        # for the evaluation and the ensemble to read as current.
+        remove_family(root, horizon, target)
+        return []
     spec = settings.walk_forward_spec(horizon)
     loaded = load_export(root, settings, horizon)
     if target == BASELINES_TARGET:
@@ -335,12 +356,18 @@ def train(
     elif target == ENSEMBLE:
         outputs = [train_ensemble(root, settings, loaded, progress)]
     elif target in TREE_FAMILIES:
-        hyper = get_config_for_model(target, horizon, system)
-        outputs = [_train_trees(root, settings, loaded, spec, target, hyper, progress)]
+        hyper = settings.model_params(target, horizon, system)
+        tuned = load_tuned(root, loaded, spec, target, progress)  # tuning/{h}/{family}.json
+        hyper = tuned_hyper(hyper, tuned["params"] if tuned else {})
+        outputs = [_train_trees(root, settings, loaded, spec, target, hyper, progress, tuned)]
     else:
         assert target in NEURAL_FAMILIES
-        hyper = get_config_for_model(target, horizon, system)
-        outputs = [_train_neural(root, settings, loaded, spec, target, hyper, overrides, progress)]
+        hyper = settings.model_params(target, horizon, system)
+        tuned = load_tuned(root, loaded, spec, target, progress)  # tuning/{h}/{family}.json
+        hyper = tuned_hyper(hyper, tuned["params"] if tuned else {})
+        outputs = [
+            _train_neural(root, settings, loaded, spec, target, hyper, overrides, progress, tuned)
+        ]
     if tracker is None:
         return outputs
     experiment = experiment_name(settings.target_symbol, horizon)

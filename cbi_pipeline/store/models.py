@@ -160,6 +160,7 @@ def build_manifest(
         "feature_selection": dict(feature_selection),
         "parameters": dict(parameters),
         "walk_forward": spec_as_dict(spec),
+        "project_config": settings.project_config().path,
         "data": {
             "export": str(loaded.path),
             "export_sha256": loaded.sha256,

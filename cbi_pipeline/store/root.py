@@ -109,6 +109,10 @@ class DataRoot:
     def evaluation(self, horizon: str) -> Path:
         return self.path("evaluations", f"{horizon}.json")
 
+    def tuned_params(self, horizon: str, family: str) -> Path:
+        """The parameters ``cbi tune`` chose for a family, which training then uses."""
+        return self.path("tuning", horizon, f"{family}.json")
+
     def champion_pointer(self, horizon: str) -> Path:
         return self.path("models", horizon, "champion.json")
 

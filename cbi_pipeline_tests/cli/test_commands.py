@@ -9,8 +9,10 @@ def test_cbi_config_prints_each_family(capsys):
     assert main(["config", "--json", "--cores", "3", "--ram-gb", "16", "--device", "cpu"]) == 0
     payload = json.loads(capsys.readouterr().out)
     assert payload["system"]["cores"] == 3
-    assert set(payload["families"]) == {"lightgbm", "xgboost", "lstm", "gru"}
-    assert payload["families"]["lstm"]["batch_size"] == 128
+    assert payload["families"] == ["lightgbm", "xgboost", "lstm", "gru"]  # all enabled
+    assert set(payload["hyperparameters"]) == {"lightgbm", "xgboost", "lstm", "gru"}
+    assert payload["hyperparameters"]["lstm"]["batch_size"] == 128
+    assert payload["hyperparameters"]["lightgbm"]["num_threads"] == 3
 
 
 def test_cbi_export_builds_the_requested_horizon(tmp_path, tiny_market, capsys):
