@@ -182,12 +182,12 @@ def test_the_guides_calls_work_as_written(tmp_path, capsys):
     tasks.build_exports(root, settings, ["1m"], panel=tasks.build_panel(root, settings))
     export = root.export("zl_training_prod_allhistory_1m.parquet")
     args = ["correlations", "--data-path", str(export), "--cache-max-age", "7"]
-    assert main([*args, "--data-root", str(root)]) == 0
+    assert main([*args, "--data-root", settings.data_root]) == 0
     out = capsys.readouterr().out
     assert f"correlation features of {export}" in out
     assert "the export stores the same values" in out
     config = write(tmp_path / "c.toml", "")
-    assert main(["config", "--config", config, "--json", "--data-root", str(root)]) == 0
+    assert main(["config", "--config", config, "--json", "--data-root", settings.data_root]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["config_file"] == config and shown["settings"]["config_path"]["value"] == config
     assert set(shown["gates"]) == {"1w", "1m", "3m", "6m", "12m"}
@@ -217,3 +217,23 @@ def test_cbi_train_takes_the_surface_and_the_neural_architecture(tmp_path, capsy
     assert main([*base, "--family", "lightgbm", "--surface", "lab", "--num-layers", "2"]) != 0
     assert "trains no neural family" in capsys.readouterr().err
     assert pl.read_parquet(root.predictions("1m", "lstm"))["y_pred"].is_finite().all()
+
+
+def test_cbi_correlations_on_an_export_without_its_panel_says_what_it_needs(tmp_path, capsys):
+    settings = tiny_training_settings(tmp_path)
+    root = DataRoot(settings.data_root)
+    tasks.write_raw(root, tasks.load_raw(settings))
+    tasks.build_exports(root, settings, ["1m"], panel=tasks.build_panel(root, settings))
+    alone = tmp_path / "alone" / "zl_1m.parquet"
+    alone.parent.mkdir()
+    alone.write_bytes(root.export("zl_training_prod_allhistory_1m.parquet").read_bytes())
+    args = ["correlations", "--data-path", str(alone), "--data-root", settings.data_root]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"{alone}: an export holds features, not the closes" in err
+    assert str(alone.parent / "market_panel.parquet") in err
+    # a panel beside it that is not its own is refused too
+    panel = pl.read_parquet(root.market_panel).with_columns(pl.col("ZL_close") * 1.01)
+    panel.write_parquet(alone.parent / "market_panel.parquet")
+    assert main(args) == 2
+    assert "is not the one it was built from" in capsys.readouterr().err
