@@ -7,6 +7,7 @@ import time
 
 from cbi_pipeline.cli.arguments import add_horizon, add_sources, horizons, settings_from_args
 from cbi_pipeline.core.tables import text_table
+from cbi_pipeline.core.vocabulary import GATE_CHECKS
 from cbi_pipeline.steps.data import export_table
 from cbi_pipeline.steps.evaluation import gate_table
 from cbi_pipeline.store.root import DataRoot
@@ -14,10 +15,12 @@ from cbi_pipeline.store.root import DataRoot
 NAME = "cycle"
 HELP = "run the whole cycle through Dagster (what make demo runs)"
 DESCRIPTION = """\
-Run the cycle in the persistent Dagster instance under <data_root>/dagster_home, in the order of
-the nightly chain: data, correlations, then per horizon its training and evaluation and its
-promotion and forecast. Prints each run, the exports and the gate table. A failing gate is a
-result, not an error; a step that raises stops the cycle (exit 2).
+Run the cycle's named jobs (data_job, correlations_job, horizon_job, promotion_job) in the
+persistent Dagster instance under <data_root>/dagster_home, in the order of the nightly chain:
+data, correlations, then per horizon its training and evaluation and its promotion and forecast.
+Prints each run, the exports and the gate table. A failing gate is a result, not an error (its
+check warns, the run succeeds, nothing is promoted); failing diagnostics stop that horizon's
+training; a step that raises stops the cycle (exit 2).
 """
 
 
@@ -50,8 +53,14 @@ def run(args: argparse.Namespace) -> int:
         + f" ({len(report.run_ids)} Dagster runs in {instance.root_directory})"
     )
     print(text_table(export_table(root, settings, chosen)))
+    gate_checks = set(GATE_CHECKS.values())
     for label, checks in report.failed_checks.items():
-        print(f"  failing checks in {label}: {', '.join(checks)}")
+        gates = [c for c in checks if c in gate_checks]
+        blocking = [c for c in checks if c not in gate_checks]
+        if blocking:
+            print(f"  failing blocking checks in {label} (training skipped): {', '.join(blocking)}")
+        if gates:
+            print(f"  failed gates in {label} (nothing promoted): {', '.join(gates)}")
     print("gates (a failing gate is a result, not an error):")
     print(text_table(gate_table(root, chosen)))
     return 0

@@ -1,27 +1,31 @@
 """Run the cycle in this process through Dagster, run by run, and report what it built.
 
-``make demo`` and ``cbi cycle`` use this: it materializes the asset graph in a persistent Dagster
-instance (``<data_root>/dagster_home``) so the runs show in the web UI afterwards. It runs the
-same stages in the same order as the nightly chain of sensors: both follow
-``defs.stages.next_launches``.
+``make demo`` and ``cbi cycle`` use this: it executes the code location's named jobs
+(``data_job``, ``correlations_job``, ``horizon_job``, ``promotion_job``) in a persistent Dagster
+instance (``<data_root>/dagster_home``), so the runs show in the web UI afterwards under those
+jobs, where they can be re-executed. It runs the same jobs in the same order as the nightly chain
+of sensors: both follow ``defs.stages.next_launches``.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import psutil
 
 from cbi_pipeline.cli.errors import CycleError
-from cbi_pipeline.core.vocabulary import HORIZON_LABELS, PID_TAG, STAGE_TAG
-from cbi_pipeline.definitions import ASSETS, build_resources
+from cbi_pipeline.core.vocabulary import CYCLE_TAG, HORIZON_LABELS, PID_TAG, STAGE_TAG
+from cbi_pipeline.definitions import build_defs
+from cbi_pipeline.defs.schedules import cycle_id
 from cbi_pipeline.defs.stages import (
     CHECK_FAILED,
     FIRST_STAGE,
@@ -98,13 +102,24 @@ def run_cycle(
     horizons: tuple[str, ...] = HORIZON_LABELS,
     on_run: Callable[[str, str | None, float], None] | None = None,
     log_level: str = "CRITICAL",
+    job_config: Mapping[str, Mapping[str, Any]] | None = None,
+    resources: Mapping[str, Any] | None = None,
+    cycle: str | None = None,
 ) -> CycleReport:
-    """Materialize the cycle run by run, in the order of the nightly chain. A step that raises
-    stops the cycle with CycleError; failing checks (diagnostics, gates) are normal outcomes,
-    recorded in the report."""
-    resources = build_resources(settings)
+    """Execute the cycle's named jobs run by run, in the order of the nightly chain. A step that
+    raises stops the cycle with CycleError; failing checks (blocking diagnostics, non-blocking
+    gates) are normal outcomes, recorded in the report. ``job_config`` adds run config per job
+    name (e.g. smaller networks for ``horizon_job``); ``resources`` replace the code location's.
+    Every run is tagged with its stage, ``cycle`` (default: today's date in Chicago, as the nightly
+    schedule tags its runs) and this process's id."""
+    # The executor is irrelevant here: execute_in_process runs every step in this process.
+    location = build_defs(settings, env={})
     root = DataRoot(settings.data_root)
     report = CycleReport()
+    tags = {
+        CYCLE_TAG: cycle or cycle_id(dt.datetime.now(dt.UTC)),
+        PID_TAG: str(os.getpid()),
+    }
     for run_id in release_dead_runs(instance):
         log.warning("marked run %s of a killed cycle as failed", run_id)
     pending = [Launch(FIRST_STAGE.job, None, "cycle started")]
@@ -112,14 +127,16 @@ def run_cycle(
         launch = pending.pop(0)
         stage = STAGE_BY_JOB[launch.job]
         start = time.perf_counter()
-        result = dg.materialize(
-            ASSETS,
-            selection=list(stage.assets),
-            partition_key=launch.partition,
+        run_config = {
+            **(job_config or {}).get(launch.job, {}),
+            "loggers": {"console": {"config": {"log_level": log_level}}},
+        }
+        result = location.resolve_job_def(launch.job).execute_in_process(
+            run_config=run_config,
             instance=instance,
+            partition_key=launch.partition,
+            tags={STAGE_TAG: stage.name, **tags},
             resources=resources,
-            tags={STAGE_TAG: stage.name, PID_TAG: str(os.getpid())},
-            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
             raise_on_error=False,
         )
         label = f"{stage.name} {launch.partition or ''}".strip()
@@ -134,8 +151,9 @@ def run_cycle(
             report.stage_seconds.get(stage.name, 0.0) + seconds, 2
         )
         log.info("stage %s: run %s ok", label, result.run_id)
+        # _outcome raised on any other step failure: a failed run here failed on blocking checks.
         finished = FinishedRun(
-            result.run_id, launch.job, launch.partition, result.success, bool(failed)
+            result.run_id, launch.job, launch.partition, result.success, not result.success
         )
         pending += next_launches(finished, lambda: latest_partition_key(root), horizons)
     return report

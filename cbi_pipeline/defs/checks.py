@@ -1,4 +1,10 @@
-"""Blocking asset checks: a failure stops the downstream steps of the same run (training)."""
+"""Asset checks per horizon: the diagnostics, which block, and the promotion gates, which do not.
+
+A failing diagnostics check (``CHECK_NAMES``) stops the downstream steps of the same run
+(training) and fails the run: the data is broken. A failing gate (``GATE_CHECKS``) is an outcome,
+not a breakage: it is reported with severity WARN and the run stays green; ``champion`` re-reads
+the gates from ``evaluations/{h}.json`` and promotes nothing unless every gate passed.
+"""
 
 import warnings
 from collections.abc import Iterator, Mapping
@@ -29,11 +35,11 @@ from cbi_pipeline.store.root import read_json
 
 
 def horizon_check_specs(
-    asset: dg.AssetsDefinition, descriptions: Mapping[str, str]
+    asset: dg.AssetsDefinition, descriptions: Mapping[str, str], blocking: bool
 ) -> list[dg.AssetCheckSpec]:
-    """Blocking checks partitioned like the asset, so each horizon has its own check status (a
-    failing 1m check must not be hidden by a passing 12m one). Dagster 1.13 marks partitioned
-    checks as preview."""
+    """Checks partitioned like the asset, so each horizon has its own check status (a failing 1m
+    check must not be hidden by a passing 12m one). Dagster 1.13 marks partitioned checks as
+    preview."""
     with warnings.catch_warnings():
         warnings.filterwarnings(
             "ignore", category=dg.PreviewWarning, message=".*partitions_def on an AssetCheckSpec"
@@ -42,7 +48,7 @@ def horizon_check_specs(
             dg.AssetCheckSpec(
                 name,
                 asset=asset,
-                blocking=True,
+                blocking=blocking,
                 description=text,
                 partitions_def=horizon_partitions,
             )
@@ -63,7 +69,7 @@ DESCRIPTIONS = {
     ),
 }
 
-DIAGNOSTICS_CHECK_SPECS = horizon_check_specs(pretraining_diagnostics, DESCRIPTIONS)
+DIAGNOSTICS_CHECK_SPECS = horizon_check_specs(pretraining_diagnostics, DESCRIPTIONS, blocking=True)
 
 
 def _details(name: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -94,7 +100,8 @@ def _details(name: str, payload: dict[str, Any]) -> dict[str, Any]:
 def diagnostics_checks(
     context: dg.AssetCheckExecutionContext, pipeline: PipelineSettings
 ) -> Iterator[dg.AssetCheckResult]:
-    """Read ``diagnostics/{h}.json`` (validated against its schema) and report each check."""
+    """Read ``diagnostics/{h}.json`` (validated against its schema) and report each check; a
+    failure (severity ERROR, blocking) skips the horizon's training and fails the run."""
     path = pipeline.root().diagnostics(context.partition_key)
     payload = read_json(path, "pretraining_diagnostics")
     validate_diagnostics(payload, str(path))
@@ -114,7 +121,7 @@ def diagnostics_checks(
         )
 
 
-# --- promotion gates on the evaluation ---------------------------------------------------------
+# --- promotion gates on the evaluation: outcomes, not errors ----------------------------------
 
 GATE_DESCRIPTIONS = {
     GATE_MAPE: "The candidate's walk-forward MAPE is at most the horizon's threshold ("
@@ -134,7 +141,7 @@ GATE_DESCRIPTIONS = {
     "the configured tolerance (default 3 points).",
 }
 GATE_CHECK_SPECS = horizon_check_specs(
-    evaluation, {GATE_CHECKS[g]: text for g, text in GATE_DESCRIPTIONS.items()}
+    evaluation, {GATE_CHECKS[g]: text for g, text in GATE_DESCRIPTIONS.items()}, blocking=False
 )
 
 
@@ -143,7 +150,8 @@ def gate_checks(
     context: dg.AssetCheckExecutionContext, pipeline: PipelineSettings
 ) -> Iterator[dg.AssetCheckResult]:
     """Read ``evaluations/{h}.json`` and report each gate with its value, threshold and the
-    random walk's figure. No candidate means every gate fails."""
+    random walk's figure. No candidate means every gate fails. A failed gate has severity WARN
+    and does not fail the run (it is a result); it keeps the candidate from promotion."""
     payload = read_json(pipeline.root().evaluation(context.partition_key), "evaluation")
     gates = {g["name"]: g for g in payload["gates"]}
     for gate, check in GATE_CHECKS.items():
@@ -152,6 +160,7 @@ def gate_checks(
             asset_key=evaluation.key,
             check_name=check,
             passed=g is not None and bool(g["passed"]),
+            severity=dg.AssetCheckSeverity.WARN,
             description=g["detail"]
             if g is not None
             else "no candidate model to judge (only the random walk was evaluated)",

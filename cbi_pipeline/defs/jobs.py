@@ -1,7 +1,9 @@
-"""One asset job per stage of the cycle (``defs/stages.py``): the units the nightly chain launches.
+"""One asset job per stage of the cycle (``defs/stages.py``): the units the nightly chain and the
+in-process cycle (``make demo``, ``cbi cycle``) launch, so every run is recorded under its job.
 
 Each job takes its partitions from its assets and runs their checks too, so the blocking
-diagnostics checks stop a horizon's training inside ``horizon_job``.
+diagnostics checks stop a horizon's training inside ``horizon_job``; the gate checks report in
+the same run without failing it.
 """
 
 import dagster as dg

@@ -56,6 +56,12 @@ def _result(context: dg.RunStatusSensorContext, run: FinishedRun, pipeline: Pipe
     monitored_jobs=[data_job, correlations_job, horizon_job],
     request_jobs=[correlations_job, horizon_job, promotion_job],
     default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "Runs the nightly cycle step by step: when the market data is rebuilt it builds the "
+        "correlation cache for the data's last date, then each horizon in turn (1w, 1m, 3m, 6m, "
+        "12m: training table, diagnostics, models, evaluation), and after each horizon its "
+        "promotion and forecast."
+    ),
 )
 def cycle_chain(context: dg.RunStatusSensorContext, pipeline: PipelineSettings):
     """When a stage of the cycle succeeds, launch the next: correlations after the data, the
@@ -69,12 +75,19 @@ def cycle_chain(context: dg.RunStatusSensorContext, pipeline: PipelineSettings):
     monitored_jobs=[horizon_job],
     request_jobs=[horizon_job, promotion_job],
     default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "Keeps the nightly cycle going when a horizon's run fails: it moves on to the next "
+        "horizon, and when only the pre-training diagnostics failed (failed promotion gates "
+        "leave the run green) it still runs that horizon's promotion, which keeps the previous "
+        "champion and refreshes its forecast."
+    ),
 )
 def cycle_chain_after_failed_checks(
     context: dg.RunFailureSensorContext, pipeline: PipelineSettings
 ):
     """A horizon run that failed: go on to the next horizon, and to promotion (which keeps the
-    previous champion) when only blocking checks failed (diagnostics or gates)."""
+    previous champion) when only blocking checks failed: the diagnostics (gate checks do not
+    block, so a horizon whose gates fail succeeds and is chained by ``cycle_chain``)."""
     errors = [
         event.step_failure_data.error.cls_name if event.step_failure_data.error else None
         for event in context.get_step_failure_events()

@@ -9,11 +9,13 @@ order:
 
 data -> correlations[as-of] -> horizon[1w] -> promotion[1w] + horizon[1m] -> ... -> promotion[12m]
 
-Horizons run one after another: a laptop trains one horizon's models at a time. A horizon run
-that failed only because blocking checks failed (diagnostics or gates: a normal outcome) still
-goes on to promotion, where ``champion`` re-reads the evaluation and the diagnostics and keeps the
-previous champion unless every gate passed; a horizon run that failed for any other reason skips
-that horizon's promotion, and the chain moves on to the next horizon either way.
+Horizons run one after another: a laptop trains one horizon's models at a time. Failing gates
+do not fail a horizon run (the gate checks are non-blocking, severity WARN): it succeeds and goes
+on to promotion, where ``champion`` re-reads the evaluation and the diagnostics and keeps the
+previous champion unless every gate passed. A horizon run that failed only because the blocking
+diagnostics checks failed (training skipped) still goes on to promotion, which then keeps the
+previous champion too; a horizon run that failed for any other reason skips that horizon's
+promotion, and the chain moves on to the next horizon either way.
 """
 
 from __future__ import annotations
@@ -45,9 +47,9 @@ class Stage:
         return f"{self.name}_job"
 
 
-# Everything of one horizon runs in one run so that blocking asset checks stop that horizon's
-# downstream steps. Promotion re-reads the evaluation and the diagnostics itself, so it runs apart
-# from the gate checks: failing gates keep the previous champion.
+# Everything of one horizon runs in one run so that the blocking diagnostics checks stop that
+# horizon's training. Promotion re-reads the evaluation and the diagnostics itself, so it runs
+# apart from the (non-blocking) gate checks: failing gates keep the previous champion.
 STAGES: tuple[Stage, ...] = (
     Stage(STAGE_DATA, ("raw_market", "market_panel"), partitioned=False),
     Stage(STAGE_CORRELATIONS, ("correlation_cache",), partitioned=False, as_of=True),
@@ -82,6 +84,7 @@ class FinishedRun:
     partition: str | None
     succeeded: bool
     only_checks_failed: bool = False  # failed, and every failed step is a failing blocking check
+    # (in this project: a diagnostics check; gate checks do not fail a run)
     cycle: str | None = None
 
 

@@ -55,7 +55,8 @@ def test_definitions_hold_the_diagnostics_asset_and_its_blocking_checks():
     checks = {k.name for k in graph.asset_check_keys if k.asset_key == pretraining_diagnostics.key}
     assert checks == set(CHECK_NAMES)
     for key in graph.asset_check_keys:
-        assert graph.get_check_spec(key).blocking
+        if key.asset_key == pretraining_diagnostics.key:  # the gates on evaluation do not block
+            assert graph.get_check_spec(key).blocking
     horizon_stage = next(s for s in STAGES if s.name == "horizon")
     assert "pretraining_diagnostics" in horizon_stage.assets
 

@@ -27,8 +27,10 @@ def forecast(
     ``forecasts/log.parquet``): a point and nine quantile prices (2.5% .. 97.5%) calibrated on
     out-of-fold residuals, issued every night. It is the champion's when one is promoted,
     otherwise the best benchmark's (the baseline with the lowest out-of-fold pinball loss),
-    labelled as such with the gates that kept the candidate out; with a fan chart of recent
-    prices, out-of-fold predictions and the 50/80/95% bands."""
+    labelled as such with the gates that kept the candidate out: metadata ``issued_by`` says
+    whose (``champion (lightgbm)``, ``benchmark (random_walk)``), ``source`` champion or
+    benchmark; with a fan chart of recent prices, out-of-fold predictions and the 50/80/95%
+    bands."""
     horizon = context.partition_key
     settings = pipeline.settings()
     fc = make_forecast(pipeline.root(), settings, horizon)
@@ -49,6 +51,7 @@ def forecast(
     return dg.MaterializeResult(
         metadata={
             "forecast": dg.MetadataValue.md(f"**{fc.label}**\n\n{numbers}"),
+            "issued_by": f"{fc.source} ({fc.family})",
             "source": fc.source,
             "family": fc.family,
             "forecast_price": row["forecast_price"],
