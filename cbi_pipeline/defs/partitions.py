@@ -4,8 +4,16 @@ from cbi_pipeline.core.vocabulary import HORIZON_LABELS
 
 horizon_partitions = dg.StaticPartitionsDefinition(list(HORIZON_LABELS))
 
-# As-of dates of the correlation cache: one partition per weekday from the sample's first day;
-# end_offset=1 lists today's partition too, so data up to today has a partition to land in.
+# As-of dates of the correlation cache, one per weekday, on the desk's calendar (Chicago, like the
+# nightly schedule): the cycle builds the partition of the data's last date, which at 18:30 on a
+# settlement day is today's, so end_offset=1 lists today's partition. They begin on 2001-05-28,
+# the first weekday with the cache's longest window (365 daily returns) of sample history
+# (from 2000-01-03): an earlier as-of date has no full-window correlations to offer.
+AS_OF_START = "2001-05-28"
 as_of_partitions = dg.TimeWindowPartitionsDefinition(
-    start="2000-01-03", fmt="%Y-%m-%d", cron_schedule="0 0 * * 1-5", end_offset=1
+    start=AS_OF_START,
+    fmt="%Y-%m-%d",
+    cron_schedule="0 0 * * 1-5",
+    timezone="America/Chicago",
+    end_offset=1,
 )

@@ -29,6 +29,11 @@ def cycle_id(when: dt.datetime) -> str:
     execution_timezone=NIGHTLY_TIMEZONE,
     job=data_job,
     default_status=dg.DefaultScheduleStatus.RUNNING,
+    description=(
+        "Starts the nightly cycle every weekday at 18:30 Chicago time, after the CBOT soybean "
+        "oil settlement: reloads the market data, then the chain builds the correlation cache, "
+        "trains and evaluates every horizon and publishes tonight's forecasts."
+    ),
 )
 def nightly_cycle(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     """Every weekday at 18:30 Chicago time, after the CBOT settlement: reload the raw market and

@@ -1,10 +1,11 @@
 import datetime as dt
-import warnings
 
 import dagster as dg
 import pytest
 
 from cbi_pipeline.definitions import ASSETS, build_resources, defs
+from cbi_pipeline.defs.partitions import AS_OF_START
+from cbi_pipeline.defs.schedules import NIGHTLY_TIMEZONE
 from cbi_pipeline.settings import Settings
 from cbi_pipeline.store import correlations as store
 from cbi_pipeline.store.root import DataRoot, read_parquet
@@ -69,23 +70,28 @@ def test_the_export_depends_on_the_latest_correlation_cache_partition():
     )
 
 
-def test_new_panel_data_requests_the_latest_as_of_partition():
-    instance = dg.DagsterInstance.ephemeral()
-    selection = dg.AssetSelection.assets("correlation_cache")
-    when = dt.datetime(2024, 1, 10, 18)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        tick = dg.evaluate_automation_conditions(
-            defs=defs(), instance=instance, asset_selection=selection, evaluation_time=when
-        )
-        assert tick.total_requested == 0
-        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key="market_panel"))
-        tick = dg.evaluate_automation_conditions(
-            defs=defs(),
-            instance=instance,
-            asset_selection=selection,
-            evaluation_time=when,
-            cursor=tick.cursor,
-        )
-    (result,) = tick.results
-    assert list(result.true_subset.expensively_compute_partition_keys()) == ["2024-01-10"]
+def test_only_the_nightly_chain_launches_the_cache_so_no_automation_sensor_is_off():
+    loaded = defs()
+    graph = loaded.resolve_asset_graph()
+    assert all(graph.get(k).automation_condition is None for k in graph.get_all_asset_keys())
+    sensors = {s.name for s in loaded.get_repository_def().sensor_defs}
+    assert sensors == {"cycle_chain", "cycle_chain_after_failed_checks"}
+
+
+@pytest.mark.parametrize(
+    ("tick_utc", "settled"),
+    [
+        (dt.datetime(2026, 3, 7, 0, 30, tzinfo=dt.UTC), "2026-03-06"),  # Fri 18:30 CST
+        (dt.datetime(2026, 3, 9, 23, 30, tzinfo=dt.UTC), "2026-03-09"),  # Mon 18:30 CDT
+    ],
+)
+def test_the_nightly_as_of_is_todays_partition_on_the_chicago_calendar(tick_utc, settled):
+    """At the nightly tick the partition of the day's settlement exists and is the newest, also
+    after midnight UTC (no tomorrow's partition listed as missing); none begins before the
+    first full 365-day window of the sample."""
+    partitions = defs().resolve_assets_def("correlation_cache").partitions_def
+    assert isinstance(partitions, dg.TimeWindowPartitionsDefinition)
+    assert partitions.timezone == NIGHTLY_TIMEZONE
+    keys = partitions.get_partition_keys(current_time=tick_utc)
+    assert keys[-1] == store.partition_key(dt.date.fromisoformat(settled)) == settled
+    assert keys[0] == AS_OF_START == "2001-05-28"

@@ -31,27 +31,26 @@ def cache_freshness(max_age_days: int) -> dg.FreshnessPolicy:
     partitions_def=as_of_partitions,
     kinds={"numba", "parquet"},
     freshness_policy=cache_freshness(Settings().cache_max_age_days),
-    # New data (a market_panel update) or a failed freshness policy requests the latest as-of
-    # partition when the automation sensor runs.
-    automation_condition=dg.AutomationCondition.eager()
-    | (
-        dg.AutomationCondition.in_latest_time_window()
-        & dg.AutomationCondition.freshness_failed()
-        & ~dg.AutomationCondition.in_progress()
-    ),
+    # No automation condition: the nightly chain is the one thing that launches this asset (an
+    # eager condition would launch a second run of the same partition beside it).
 )
 @reports_input_errors
 def correlation_cache(
     context: dg.AssetExecutionContext, pipeline: PipelineSettings
 ) -> dg.MaterializeResult:
-    """Rolling correlations of daily returns as of one date, ``exports/cache/{as_of}/``: every
-    pair within each feature block over 90/180/365 trading days (the as-of matrices and the last
-    year of each series), the target's key pairs (VIX, DXY, palm oil, crush margin and configured
-    extras) over the whole history (the export's Correlations features), cross-block correlations
-    of each block's top-k candidates (ranked by |corr with the target| up to the as-of date) and
-    one matrix per regime. A partition extends the newest earlier one when the data up to that
-    one is unchanged (only the new days are computed) and equals a full rebuild. It is stale once
-    the newest data is more than ``cache_max_age_days`` calendar days past its last data date."""
+    """Rolling correlations of daily returns as of one date (one partition per weekday):
+    between the series of each feature block over 90, 180 and 365 trading days, between ZL and
+    its key partners (VIX, the dollar index, palm oil, the crush margin and any configured
+    extras) over the whole history, which the training tables use as features, between the
+    strongest series of different blocks, and within each market regime. A new date extends the
+    previous one (only the new days are computed) and gives the same numbers as a full rebuild.
+
+    The nightly cycle builds one partition a night, the date of the data's last settlement
+    (today's once today's settlement is in), right after the market data; nothing else launches
+    it. The partitions begin in May 2001, the first date with a full 365-day window of the
+    sample's history; earlier dates, and weekdays no cycle ran on, stay missing, which is
+    harmless: the training tables read the newest partition and rebuild it first when it is more
+    than the configured age limit (7 days by default) behind the newest data."""
     settings = pipeline.settings()
     root = pipeline.root()
     as_of = dt.date.fromisoformat(context.partition_key)
