@@ -1,6 +1,6 @@
 """Evaluation over files: every family's out-of-fold predictions compared on the same rows, the
-gates run on the candidate, ``evaluations/{h}.json`` written; the step behind ``evaluation``, and
-the tables that ``cbi cycle`` and the UI show."""
+gates run on the candidate, ``evaluations/{h}.json`` written with its chart ``evaluations/{h}.png``
+beside it; the step behind ``evaluation``, and the tables that ``cbi cycle`` and the UI show."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import polars as pl
 
 from cbi_pipeline.core.curves.returns import held_returns
 from cbi_pipeline.core.evaluation import Evaluation, FamilyEvaluation, evaluate
+from cbi_pipeline.core.evaluation_plots import evaluation_png
 from cbi_pipeline.core.export import export_filename
 from cbi_pipeline.core.gates import GateResult, GateSpec, evaluate_gates
 from cbi_pipeline.core.metrics import DEFAULT_COST_BP, MetricSet
@@ -44,6 +45,7 @@ from cbi_pipeline.store.root import (
     as_path,
     read_json,
     read_parquet,
+    write_bytes,
     write_json,
 )
 
@@ -152,6 +154,7 @@ class EvaluationOutput:
     gates: list[GateResult]
     payload: dict[str, Any]
     path: Path
+    plot_path: Path
 
 
 FRONT_RETURNS = (
@@ -197,7 +200,9 @@ def evaluate_root(
     ``gate_spec`` defaults to ``settings.gate_spec`` (the configuration file's gates over the
     seed's), else the seed's thresholds; the payload records it (``config``). With a
     curve under the data root (``raw/curve.parquet``) the Sharpe ratio and hit rate use the
-    rolled position's returns (``settings`` gives the roll rule and the export)."""
+    rolled position's returns (``settings`` gives the roll rule and the export). The chart
+    (``evaluation_png``: candidate and random walk against the actuals, MAPE and skill by
+    regime) is written beside the JSON."""
     if gate_spec is not None:
         spec = gate_spec
     else:
@@ -248,7 +253,11 @@ def evaluate_root(
     )
     payload["tuned"] = tuned_by_family(root, horizon, files)  # cbi tune's parameters, per family
     path = write_json(payload, root.evaluation(horizon))
-    return EvaluationOutput(horizon, ev, gates, payload, path)
+    chart = evaluation_png(
+        payload, preds[ev.candidate] if ev.candidate else None, preds[RANDOM_WALK]
+    )
+    plot_path = write_bytes(chart, root.evaluation_plot(horizon))
+    return EvaluationOutput(horizon, ev, gates, payload, path, plot_path)
 
 
 def futures_curve_fallbacks(root: DataRoot, horizon: str) -> dict[str, Any]:

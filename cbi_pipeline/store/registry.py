@@ -1,10 +1,12 @@
-"""MLflow side of evaluation and promotion: evaluation metrics under the seed's names, and the
-registry alias ``champion`` on the model ``{target}_{h}`` (e.g. ``zl_1m``)."""
+"""MLflow side of evaluation and promotion: evaluation metrics under the seed's names with the
+evaluation JSON and chart as artifacts, and the registered model ``{target}_{h}`` (e.g.
+``zl_1m``): every evaluation registers its candidate under the alias ``candidate``, promotion
+registers the champion under ``champion``."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +18,25 @@ from cbi_pipeline.core.vocabulary import (
     TAG_HORIZON,
     TAG_MLFLOW_STAGE,
 )
-from cbi_pipeline.store.tracking import Tracker, experiment_name, local_copy, run_url
+from cbi_pipeline.store.tracking import (
+    MLFLOW_NOTE,
+    Tracker,
+    experiment_name,
+    local_copy,
+    run_url,
+)
 
 CHAMPION_ALIAS = "champion"
+# The latest evaluation's candidate (best skill), promoted or not.
+CANDIDATE_ALIAS = "candidate"
 # Where a forecast comes from: "champion" or "benchmark" (steps.forecast).
 TAG_FORECAST_SOURCE = "cbi.forecast_source"
-# MLflow shows this tag as the run's description.
-MLFLOW_NOTE = "mlflow.note.content"
+# The evaluation run that chose a candidate version (on the version), and the version an
+# evaluation registered (on the run).
+TAG_EVALUATION_RUN = "cbi.evaluation_run"
+TAG_CANDIDATE_VERSION = "cbi.candidate_version"
+# Where an evaluation run's JSON and chart go among its artifacts.
+EVALUATION_ARTIFACTS = "evaluation"
 
 
 class Registry:
@@ -50,8 +64,8 @@ class Registry:
                 return str(run.info.run_id)
         return None
 
-    def set_champion(self, horizon: str, family: str, pointer: Mapping[str, Any]) -> dict[str, Any]:
-        """Register the promoted model as a new version and point the alias at it."""
+    def ensure_model(self, horizon: str) -> str:
+        """The registered model of a horizon, created on first use; returns its name."""
         from mlflow.exceptions import MlflowException
 
         client = self.tracker.client
@@ -59,42 +73,91 @@ class Registry:
         try:
             client.get_registered_model(name)
         except MlflowException:
-            client.create_registered_model(name, description=f"{self.target} {horizon} forecaster")
+            client.create_registered_model(
+                name,
+                description=f"{self.target} {horizon} forecaster. Alias `{CANDIDATE_ALIAS}`: the "
+                f"latest evaluation's best family; alias `{CHAMPION_ALIAS}`: the promoted one, "
+                "which forecasts.",
+            )
+        return name
+
+    def _register(
+        self, horizon: str, family: str, model_dir: str, tags: Mapping[str, str], alias: str
+    ) -> dict[str, Any]:
+        """A new version of the family's model, sourced from its newest training run's
+        ``model`` artifacts (else ``model_dir``), with ``alias`` pointed at it."""
+        client = self.tracker.client
+        name = self.ensure_model(horizon)
         run_id = self.training_run_id(horizon, family)
-        source = f"runs:/{run_id}/model" if run_id else str(pointer["model_dir"])
-        tags = {
-            TAG_FAMILY: family,
-            "cbi.mape": f"{float(pointer['mape']):.6f}",
-            "cbi.model_dir": str(pointer["model_dir"]),
-        }
+        source = f"runs:/{run_id}/model" if run_id else model_dir
+        tags = {TAG_FAMILY: family, "cbi.model_dir": model_dir, **tags}
+        version = client.create_model_version(name, source, run_id=run_id, tags=tags)
+        client.set_registered_model_alias(name, alias, version.version)
+        return {"model": name, "version": str(version.version), "alias": alias, "run_id": run_id}
+
+    def set_champion(self, horizon: str, family: str, pointer: Mapping[str, Any]) -> dict[str, Any]:
+        """Register the promoted model as a new version and point the alias at it."""
+        tags = {"cbi.mape": f"{float(pointer['mape']):.6f}"}
         override = pointer.get("override")
         if override:
             tags |= {"cbi.override_by": override["by"], "cbi.override_reason": override["reason"]}
-        version = client.create_model_version(name, source, run_id=run_id, tags=tags)
-        client.set_registered_model_alias(name, CHAMPION_ALIAS, version.version)
-        return {
-            "model": name,
-            "version": str(version.version),
-            "alias": CHAMPION_ALIAS,
-            "run_id": run_id,
-        }
+        return self._register(horizon, family, str(pointer["model_dir"]), tags, CHAMPION_ALIAS)
 
-    def champion_version(self, horizon: str) -> dict[str, str] | None:
-        """The alias's current version and its tags, or None when no champion is registered."""
+    def set_candidate(
+        self,
+        horizon: str,
+        payload: Mapping[str, Any],
+        model_dir: str,
+        evaluation_run_id: str | None = None,
+    ) -> dict[str, Any] | None:
+        """Register the evaluation's candidate (``model_dir``: its model files under the data
+        root) as a new version under the alias ``candidate``, linked both ways to the evaluation
+        run; ``champion`` is left alone. Without a candidate the alias is removed (a stale one
+        would name a model this evaluation did not choose) and None returned."""
+        family = payload["candidate"]
+        if not family:
+            client, name = self.tracker.client, self.model_name(horizon)
+            found = client.search_registered_models(filter_string=f"name = '{name}'")
+            if found and CANDIDATE_ALIAS in found[0].aliases:
+                client.delete_registered_model_alias(name, CANDIDATE_ALIAS)
+            return None
+        overall = payload["families"][family]["overall"]
+        tags = {
+            "cbi.mape": f"{float(overall['mape']):.6f}",
+            "cbi.promotable": str(bool(payload["promotable"])).lower(),
+        }
+        if evaluation_run_id:
+            tags[TAG_EVALUATION_RUN] = evaluation_run_id
+        out = self._register(horizon, str(family), model_dir, tags, CANDIDATE_ALIAS)
+        if evaluation_run_id:
+            self.tracker.client.set_tag(
+                evaluation_run_id, TAG_CANDIDATE_VERSION, f"{out['model']}/{out['version']}"
+            )
+        return out
+
+    def alias_version(self, horizon: str, alias: str) -> dict[str, str] | None:
+        """An alias's current version and its tags, or None when the alias is not set."""
         from mlflow.exceptions import MlflowException
 
         try:
-            mv = self.tracker.client.get_model_version_by_alias(
-                self.model_name(horizon), CHAMPION_ALIAS
-            )
+            mv = self.tracker.client.get_model_version_by_alias(self.model_name(horizon), alias)
         except MlflowException:
             return None
         return {"version": str(mv.version), **{k: str(v) for k, v in mv.tags.items()}}
 
+    def champion_version(self, horizon: str) -> dict[str, str] | None:
+        """The alias's current version and its tags, or None when no champion is registered."""
+        return self.alias_version(horizon, CHAMPION_ALIAS)
+
     def log_evaluation(
-        self, horizon: str, payload: Mapping[str, Any], tags: Mapping[str, str] | None = None
+        self,
+        horizon: str,
+        payload: Mapping[str, Any],
+        tags: Mapping[str, str] | None = None,
+        artifacts: Sequence[Path] = (),
     ) -> tuple[str, str]:
-        """One run per evaluation: the candidate under the seed's names, every family prefixed."""
+        """One run per evaluation: the candidate under the seed's names, every family prefixed;
+        ``artifacts`` (the evaluation JSON and chart) under ``evaluation/``."""
         from mlflow.entities import Metric, Param, RunTag
 
         client = self.tracker.client
@@ -147,6 +210,13 @@ class Registry:
                 for g in payload["gates"]
             ],
         )
+        try:
+            for path in artifacts:
+                with local_copy(path) as local:
+                    client.log_artifact(run.info.run_id, str(local), EVALUATION_ARTIFACTS)
+        except BaseException:
+            client.set_terminated(run.info.run_id, status="FAILED")
+            raise
         client.set_terminated(run.info.run_id)
         return run.info.run_id, run_url(self.tracker.ui_url, eid, run.info.run_id)
 

@@ -109,6 +109,10 @@ class DataRoot:
     def evaluation(self, horizon: str) -> Path:
         return self.path("evaluations", f"{horizon}.json")
 
+    def evaluation_plot(self, horizon: str) -> Path:
+        """The evaluation chart: predictions against actuals, MAPE and skill by regime."""
+        return self.path("evaluations", f"{horizon}.png")
+
     def tuned_params(self, horizon: str, family: str) -> Path:
         """The parameters ``cbi tune`` chose for a family, which training then uses."""
         return self.path("tuning", horizon, f"{family}.json")

@@ -2,8 +2,10 @@
 
 Default store: SQLite at ``<data_root>/mlflow/mlflow.db`` with artifacts under
 ``<data_root>/mlflow/artifacts``; ``MLFLOW_TRACKING_URI`` overrides it, and an explicit URI given
-to the resource overrides both. ``mlflow ui --backend-store-uri sqlite:///data/mlflow/mlflow.db``
-shows the runs. mlflow is imported lazily (it costs ~1.5 s and the web UI reimports modules).
+to the resource overrides both. ``make ui`` starts ``mlflow ui`` on that store at
+``DEFAULT_UI_URL`` (``mlflow_ui_args``) beside Dagster, whose metadata links point there. Each
+``{target}_{h}`` experiment carries a plain-words description (``experiment_description``). mlflow
+is imported lazily (it costs ~1.5 s and the web UI reimports modules).
 
 Everything is logged through ``MlflowClient`` in a few batched calls per run, and model files go in
 as plain artifacts (no flavor ``log_model``, which spends seconds inferring pip requirements).
@@ -23,7 +25,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from cbi_pipeline.core.vocabulary import TAG_FAMILY, TAG_FOLD, TAG_HORIZON
+from cbi_pipeline.core.vocabulary import (
+    HORIZON_LABELS,
+    TAG_FAMILY,
+    TAG_FOLD,
+    TAG_HORIZON,
+    horizon_days,
+)
 from cbi_pipeline.store.root import is_local, is_url
 
 DEFAULT_UI_URL = "http://127.0.0.1:5000"
@@ -31,6 +39,8 @@ MAX_PARAM_CHARS = 6000
 # Feature importance: the top shares logged as metrics, the whole list as artifacts here.
 IMPORTANCE_TOP = 15
 IMPORTANCE_ARTIFACTS = "feature_importance"
+# MLflow shows this tag as a run's or an experiment's description.
+MLFLOW_NOTE = "mlflow.note.content"
 
 
 @dataclass(frozen=True)
@@ -97,6 +107,53 @@ def experiment_name(target_symbol: str, horizon: str) -> str:
     return f"{target_symbol.lower()}_{horizon}"
 
 
+def experiment_description(name: str) -> str | None:
+    """What the runs of a ``{target}_{h}`` experiment are, in plain words (None for any other
+    name)."""
+    target, _, horizon = name.rpartition("_")
+    if not target or horizon not in HORIZON_LABELS:
+        return None
+    symbol, days = target.upper(), horizon_days(horizon)
+    return "\n\n".join(
+        [
+            f"{symbol} futures price forecasts {horizon} ahead ({days} trading days).",
+            "Runs here:",
+            f"- `{{family}} {horizon}`: one model family trained walk-forward (parameters, "
+            "out-of-fold MAPE, the model files and out-of-fold predictions), with a nested run "
+            "per fold (its dates and validation MAPE).",
+            f"- `evaluation {horizon}`: every family compared with the random walk on the same "
+            "out-of-fold predictions (MAPE, skill, Sharpe, PSR, interval coverage, the gates), "
+            "with the evaluation JSON and chart as artifacts.",
+            f"- `forecast {horizon}`: tonight's forecast (point and quantiles) with its fan chart.",
+            f"- `tune {{family}} {horizon}`: a hyperparameter search (cbi tune).",
+            f"The registered model `{name}` holds the evaluated models: alias `candidate` is "
+            "the latest evaluation's best family, alias `champion` the one promoted (gates "
+            "passed, or a recorded override) that forecasts.",
+        ]
+    )
+
+
+def mlflow_ui_args(
+    data_root: str | os.PathLike[str],
+    configured_uri: str = "",
+    ui_url: str = DEFAULT_UI_URL,
+    prepare: bool = False,
+) -> list[str]:
+    """``mlflow ui`` arguments for the store the pipeline logs to (``resolve_tracking_uri``) and
+    its artifact root, listening where ``ui_url`` (the metadata links) points. ``prepare``: a
+    SQLite store's folder and schema are created first, under the lock the pipeline's own
+    processes take (the UI would otherwise migrate a new store while a run does)."""
+    uri = resolve_tracking_uri(data_root, configured_uri)
+    if prepare and uri.startswith("sqlite:///"):
+        Tracker.for_data_root(data_root, configured_uri, ui_url).client  # noqa: B018 (migrates)
+    url = urlparse(ui_url)
+    args = ["--backend-store-uri", uri]
+    artifacts = default_artifact_location(data_root, uri)
+    if artifacts is not None:
+        args += ["--default-artifact-root", artifacts]
+    return [*args, "--host", url.hostname or "127.0.0.1", "--port", str(url.port or 5000)]
+
+
 @contextmanager
 def _file_lock(path: Path) -> Iterator[None]:
     """An exclusive advisory lock (flock) on ``path``, held for the block."""
@@ -113,6 +170,10 @@ def _file_lock(path: Path) -> Iterator[None]:
 
 def run_url(ui_url: str, experiment_id: str, run_id: str) -> str:
     return f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def model_version_url(ui_url: str, name: str, version: str) -> str:
+    return f"{ui_url.rstrip('/')}/#/models/{name}/versions/{version}"
 
 
 def _param(value: Any) -> str:
@@ -190,21 +251,32 @@ class Tracker:
         return self._client
 
     def experiment_id(self, name: str) -> str:
-        """The experiment's id, created on first use (a concurrent creator is tolerated)."""
+        """The experiment's id, created on first use (a concurrent creator is tolerated), with
+        its description (``experiment_description``) set when it has none (one written in the
+        MLflow UI is kept)."""
         from mlflow.exceptions import MlflowException
 
+        description = experiment_description(name)
         experiment = self.client.get_experiment_by_name(name)
-        if experiment is not None:
-            return str(experiment.experiment_id)
-        try:
-            return str(
-                self.client.create_experiment(name, artifact_location=self.artifact_location)
-            )
-        except MlflowException:
-            experiment = self.client.get_experiment_by_name(name)
-            if experiment is None:
-                raise
-            return str(experiment.experiment_id)
+        if experiment is None:
+            try:
+                eid = str(
+                    self.client.create_experiment(
+                        name,
+                        artifact_location=self.artifact_location,
+                        tags=None if description is None else {MLFLOW_NOTE: description},
+                    )
+                )
+            except MlflowException:
+                experiment = self.client.get_experiment_by_name(name)
+                if experiment is None:
+                    raise
+            else:
+                return eid
+        eid = str(experiment.experiment_id)
+        if description is not None and not experiment.tags.get(MLFLOW_NOTE):
+            self.client.set_experiment_tag(eid, MLFLOW_NOTE, description)
+        return eid
 
     def log_walk_forward(
         self,
