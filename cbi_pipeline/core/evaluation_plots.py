@@ -25,7 +25,7 @@ REGIME_BREAKDOWN = "market_regime"
 
 
 def headline_numbers(payload: Mapping[str, Any]) -> dict[str, float]:
-    """The evaluation's numbers to chart across runs (the UI's Plots tab, per partition), all
+    """The evaluation's numbers to chart across runs (the UI's Plots toggle of the asset's metadata, per partition), all
     floats: the candidate's MAPE, skill, Sharpe, PSR and 80%/90% interval coverage (shares),
     the random walk's MAPE, and the futures curve's MAPE when the data has a curve. A number the
     evaluation could not compute (None, NaN) is left out rather than charted as a value."""
@@ -112,7 +112,7 @@ def evaluation_png(
 
     horizon, cand = payload["horizon"], payload["candidate"]
     rows = aligned_predictions(candidate, random_walk)
-    fig = Figure(figsize=(13, 4.6))
+    fig = Figure(figsize=(10.5, 4.2))
     FigureCanvasAgg(fig)
     ax_pred, ax_reg = fig.subplots(1, 2, width_ratios=(3, 2))
     fig.subplots_adjust(left=0.06, right=0.94, bottom=0.2, top=0.9, wspace=0.22)

@@ -1,5 +1,8 @@
 """The web UI in a real browser: ``dagster dev`` (webserver + daemon) on 127.0.0.1, headless
-Chromium driven by Playwright, a materialization launched from the asset lineage page.
+Chromium driven by Playwright, a materialization launched from the asset lineage page; then the
+UI after a one-horizon sample cycle of the named jobs (runs, failed gates on a green run, the
+evaluation chart and plots, column descriptions) and ``mlflow ui``'s registered models. Those
+tests write README's tour screenshots to ``docs/screenshots/``.
 
 Setup installs what a fresh CI machine lacks: Debian's ``chromium`` (apt) and the ``playwright``
 Python package (pip). No request leaves 127.0.0.1: the browser aborts any other URL and the test
@@ -9,6 +12,7 @@ asserts that none was attempted.
 import datetime as dt
 import re
 import shutil
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -276,3 +280,293 @@ def test_make_ui_serves_a_data_root_with_a_space_and_a_quote(tmp_path):
         assert proc.poll() is None, f"make ui exited early:\n{_tail(log)}"
         assert (root / "dagster_home" / "dagster.yaml").is_file()
     assert not (tmp_path / "desk's").exists()
+
+
+# --- The UI after a cycle of the named jobs, and the MLflow UI beside it (README's "Tour") ------
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+TOUR_VIEWPORT = {"width": 1280, "height": 800}
+# Tiny networks: the horizon run trains every family, the recurrent ones for one epoch.
+SMALL_NETS = {
+    "horizon_job": {
+        "ops": {
+            f: {"config": {"hidden_size": 4, "max_epochs": 1, "patience": 1}}
+            for f in ("lstm_model", "gru_model")
+        }
+    }
+}
+# The cycle's instance (`make ui`'s), without capturing each step's stdout (seconds a run here).
+NO_COMPUTE_LOGS = """
+compute_logs:
+  module: dagster._core.storage.noop_compute_log_manager
+  class: NoOpComputeLogManager
+"""
+CYCLE_JOBS = {"data_job", "correlations_job", "horizon_job", "promotion_job"}
+HEADLINE_FLOATS = (
+    "candidate_mape",
+    "random_walk_mape",
+    "skill",
+    "sharpe",
+    "psr",
+    "coverage_80",
+    "coverage_90",
+)
+
+CYCLE_RUNS_QUERY = """
+{ runsOrError { ... on Runs { results { runId jobName status
+    assetCheckSelection { name } } } } }"""
+
+CHECKS_QUERY = """
+query Checks($path: [String!]!) { assetNodeOrError(assetKey: {path: $path}) { ... on AssetNode {
+  assetChecksOrError { ... on AssetChecks { checks { name blocking
+    executionForLatestMaterialization { runId status evaluation { severity success } } } } } } } }"""
+
+METADATA_QUERY = """
+query Metadata($path: [String!]!) { assetOrError(assetKey: {path: $path}) { ... on Asset {
+  assetMaterializations(limit: 1) { runId metadataEntries { __typename label
+    ... on FloatMetadataEntry { floatValue }
+    ... on TableSchemaMetadataEntry { schema { columns { name description } } } } } } } }"""
+
+
+@dataclass
+class CycleUI:
+    url: str
+    mlflow_url: str
+    root: Path
+    failed_gates: list[str]  # the gate checks the cycle's horizon run reported failed
+    logs: list[Path]
+
+
+@pytest.fixture(scope="module")
+def cycle_ui(tmp_path_factory, empty_mlflow_store) -> Iterator[CycleUI]:
+    """The sample cycle of one horizon (1w) run as ``make demo`` runs it (the named jobs, in a
+    persistent instance under the data root), then the web UI and daemon over that instance and
+    ``mlflow ui`` over its store, as ``make ui`` starts them, each on a free loopback port."""
+    from cbi_pipeline.cli.runner import INSTANCE_YAML, ensure_instance, run_cycle
+    from cbi_pipeline.definitions import build_resources
+    from cbi_pipeline.defs.resources import HardwareResource
+    from cbi_pipeline.store.tracking import mlflow_ui_args
+    from cbi_pipeline_tests.sample_cycle import HORIZON, SAMPLE_ENV, sample_settings
+
+    base = tmp_path_factory.mktemp("cycle-ui")
+    root = base / "root"
+    home = root / "dagster_home"
+    home.mkdir(parents=True)
+    (home / "dagster.yaml").write_text(INSTANCE_YAML.read_text() + NO_COMPUTE_LOGS)
+    (root / "mlflow").mkdir()
+    shutil.copyfile(empty_mlflow_store, root / "mlflow" / "mlflow.db")
+    settings = sample_settings(root)
+    with pytest.MonkeyPatch.context() as env:
+        env.delenv("MLFLOW_TRACKING_URI", raising=False)
+        env.setenv("DAGSTER_HOME", str(home))
+        resources = {
+            **build_resources(settings),
+            "hardware": HardwareResource(cores=1, device="cpu"),
+        }
+        report = run_cycle(
+            settings,
+            ensure_instance(home),
+            (HORIZON,),
+            job_config=SMALL_NETS,
+            resources=resources,
+            cycle="tour",
+        )
+    failed_gates = report.failed_checks.get(f"horizon {HORIZON}", [])
+
+    ui_port, mlflow_port = free_port(), free_port()
+    url, mlflow_url = f"http://{LOOPBACK}:{ui_port}", f"http://{LOOPBACK}:{mlflow_port}"
+    env_vars = service_env(DAGSTER_HOME=str(home), CBI_DATA_ROOT=str(root), **SAMPLE_ENV)
+    dagster = [str(BIN / "dagster"), "dev", "-h", LOOPBACK, "-p", str(ui_port)]
+    dagster += ["-w", "workspace.yaml"]
+    mlflow = [str(BIN / "mlflow"), "ui", *mlflow_ui_args(root, ui_url=mlflow_url)]
+    logs = [base / "dagster_dev.log", base / "mlflow_ui.log"]
+    with (
+        process_group(mlflow, env_vars, logs[1], stop_signal=signal.SIGTERM) as mlflow_proc,
+        process_group(dagster, env_vars, logs[0]) as dagster_proc,
+    ):
+        try:
+            wait_until(lambda: http_get(f"{mlflow_url}/health"), 120, "mlflow ui up")
+            wait_until(lambda: http_get(f"{url}/server_info"), 120, "webserver up")
+            wait_until(lambda: _location_loaded(url), 120, "code location loaded")
+            graphql(url, "mutation { setNuxSeen }")
+        except TimeoutError as exc:
+            tails = "\n".join(f"--- {p.name} ---\n{_tail(p)}" for p in logs)
+            raise AssertionError(f"{exc}\n{tails}") from None
+        yield CycleUI(url, mlflow_url, root, failed_gates, logs)
+        assert dagster_proc.poll() is None, f"dagster dev exited early:\n{_tail(logs[0])}"
+        assert mlflow_proc.poll() is None, f"mlflow ui exited early:\n{_tail(logs[1])}"
+
+
+@pytest.fixture
+def tour_page(cycle_ui, chromium, playwright_api):
+    """A headless Chromium page at the tour's viewport that may only reach 127.0.0.1."""
+    blocked: list[str] = []
+
+    def route(r) -> None:
+        if r.request.url.startswith(f"http://{LOOPBACK}:"):
+            r.continue_()
+        else:
+            blocked.append(r.request.url)
+            r.abort()
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with playwright_api() as p:
+        browser = p.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport=TOUR_VIEWPORT)
+            page.set_default_timeout(60_000)
+            page.route("**/*", route)
+            yield page
+        finally:
+            browser.close()
+    assert blocked == [], f"the UI tried to leave 127.0.0.1: {blocked}"
+
+
+def _tour_shot(page, name: str) -> Path:
+    """A screenshot for README's tour, at the viewport's size (deterministic name)."""
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path))
+    assert path.stat().st_size > 10_000, f"{path} looks blank"
+    return path
+
+
+def _open(page, url: str, ready: str) -> None:
+    page.goto(url, wait_until="domcontentloaded")
+    page.get_by_text(ready, exact=True).first.wait_for()
+    _dismiss_dialogs(page)
+
+
+def _cycle_runs(ui: CycleUI) -> dict[str, dict]:
+    runs = graphql(ui.url, CYCLE_RUNS_QUERY)["runsOrError"]["results"]
+    return {r["jobName"]: r for r in runs}
+
+
+def test_the_runs_page_lists_the_cycle_under_its_named_jobs(cycle_ui, tour_page):
+    ui, page = cycle_ui, tour_page
+    runs = _cycle_runs(ui)
+    assert set(runs) == CYCLE_JOBS
+    assert {r["status"] for r in runs.values()} == {"SUCCESS"}
+
+    _open(page, f"{ui.url}/runs", "horizon_job")
+    for job in CYCLE_JOBS:
+        expect(page.get_by_role("link", name=job, exact=True)).to_have_count(1)
+    assert page.get_by_text("__ephemeral_asset_job__").count() == 0
+    expect(page.get_by_text("cbi/cycle: tour")).to_have_count(len(CYCLE_JOBS))
+    _tour_shot(page, "runs")
+
+    # A run's page: the data run, under its job, green.
+    page.locator(f"a[href$='/runs/{runs['data_job']['runId']}']").first.click()
+    page.wait_for_url(f"**/runs/{runs['data_job']['runId']}")
+    page.get_by_text("RUN_SUCCESS").first.wait_for()
+    expect(page.get_by_role("link", name="data_job", exact=True).first).to_be_visible()
+    expect(page.get_by_text("Success", exact=True).first).to_be_visible()
+
+
+def test_the_horizon_run_is_green_although_its_gate_checks_failed(cycle_ui, tour_page):
+    ui, page = cycle_ui, tour_page
+    from cbi_pipeline.core.vocabulary import GATE_CHECKS
+
+    assert ui.failed_gates, "the sample's gates all passed: nothing failed to show"
+    assert set(ui.failed_gates) <= set(GATE_CHECKS.values())
+    horizon = _cycle_runs(ui)["horizon_job"]
+    assert horizon["status"] == "SUCCESS"
+    checks = graphql(ui.url, CHECKS_QUERY, {"path": ["evaluation"]})["assetNodeOrError"]
+    by_name = {c["name"]: c for c in checks["assetChecksOrError"]["checks"]}
+    for name in ui.failed_gates:
+        latest = by_name[name]["executionForLatestMaterialization"]
+        assert not by_name[name]["blocking"]
+        assert latest["runId"] == horizon["runId"] and latest["status"] == "FAILED"
+        assert latest["evaluation"] == {"severity": "WARN", "success": False}
+
+    # The run page: Success, and the log's check evaluations name the failed gates.
+    _open(page, f"{ui.url}/runs/{horizon['runId']}", "RUN_SUCCESS")
+    expect(page.get_by_text("Success", exact=True).first).to_be_visible()
+    page.get_by_placeholder(re.compile("^Filter")).fill(ui.failed_gates[0])
+    failed = page.get_by_text(
+        f"Check {ui.failed_gates[0]} failed for materialization of evaluation"
+    )
+    expect(failed.first).to_be_visible()
+    _tour_shot(page, "run_horizon")
+
+    # The evaluation asset's Checks tab: the gate failed (a warning), the check is non-blocking.
+    checks_url = f"{ui.url}/assets/evaluation?view=checks&checkDetail={ui.failed_gates[0]}"
+    _open(page, checks_url, "Latest execution")
+    expect(page.get_by_text("non-blocking", exact=True)).to_be_visible()
+    detail = page.get_by_text("Evaluation result").locator("..")
+    expect(detail.get_by_text("Failed", exact=True)).to_be_visible()
+    expect(page.get_by_text("Failed", exact=True)).to_have_count(len(ui.failed_gates) + 1)
+    _tour_shot(page, "evaluation_checks")
+
+
+def test_evaluation_shows_its_chart_and_plots_its_headline_numbers(cycle_ui, tour_page):
+    ui, page = cycle_ui, tour_page
+    (event,) = graphql(ui.url, METADATA_QUERY, {"path": ["evaluation"]})["assetOrError"][
+        "assetMaterializations"
+    ]
+    floats = {
+        e["label"]: e["floatValue"]
+        for e in event["metadataEntries"]
+        if e["__typename"] == "FloatMetadataEntry"
+    }
+    assert set(HEADLINE_FLOATS) <= set(floats)
+
+    # The chart: the markdown entry's embedded PNG, rendered in the metadata dialog.
+    _open(page, f"{ui.url}/assets/evaluation?view=events", "chart")
+    row = page.locator("tr", has=page.get_by_text("chart", exact=True))
+    row.get_by_text("[Show Markdown]").click()
+    image = page.get_by_role("dialog").locator("img")
+    expect(image).to_have_count(1)
+    size = image.evaluate("i => [i.complete, i.naturalWidth, i.naturalHeight]")
+    assert size[0] and size[1] > 500 and size[2] > 200, f"chart image not rendered: {size}"
+    _tour_shot(page, "evaluation_chart")
+
+    # The Overview's metadata as plots: one chart per numeric entry, by partition.
+    _open(page, f"{ui.url}/assets/evaluation", "Metadata")
+    page.get_by_role("button", name="Plots").click()
+    page.get_by_text("When graphing values by partition").wait_for()
+    for label in HEADLINE_FLOATS:
+        expect(page.get_by_text(label, exact=True)).to_have_count(1)
+    expect(page.locator("canvas").first).to_be_visible()
+    page.get_by_text("Metadata", exact=True).scroll_into_view_if_needed()
+    _tour_shot(page, "evaluation_plots")
+
+
+def test_training_export_shows_the_feature_catalog_descriptions_of_its_columns(cycle_ui, tour_page):
+    import json
+
+    from cbi_pipeline.store.root import DataRoot
+
+    ui, page = cycle_ui, tour_page
+    catalog = json.loads(DataRoot(str(ui.root)).feature_catalog.read_text())
+    feature = catalog[0]
+    expected = f"{feature['definition']} ({feature['block']} block)"
+    (event,) = graphql(ui.url, METADATA_QUERY, {"path": ["training_export"]})["assetOrError"][
+        "assetMaterializations"
+    ]
+    (schema,) = [e for e in event["metadataEntries"] if e["label"] == "dagster/column_schema"]
+    columns = {c["name"]: c["description"] for c in schema["schema"]["columns"]}
+    assert columns[feature["name"]] == expected
+    assert all(columns.values())
+
+    _open(page, f"{ui.url}/assets/training_export", "Columns")
+    table = page.get_by_text("Column name", exact=True).locator("xpath=ancestor::table")
+    row = table.locator("tr", has=page.get_by_text(feature["name"], exact=True))
+    expect(row.get_by_text(expected, exact=True)).to_be_visible()
+    page.get_by_text("Columns", exact=True).first.scroll_into_view_if_needed()
+    _tour_shot(page, "export_columns")
+
+
+def test_mlflow_lists_the_registered_model_with_its_candidate_alias(cycle_ui, tour_page):
+    ui, page = cycle_ui, tour_page
+    page.goto(f"{ui.mlflow_url}/#/models", wait_until="domcontentloaded")
+    page.get_by_role("link", name="zl_1w", exact=True).wait_for()
+    # MLflow 3's first-visit dialog (the new registry UI) and its assistant panel cover the list.
+    page.get_by_role("dialog").get_by_role("button", name="Close").click()
+    expect(page.get_by_role("dialog")).to_have_count(0)
+    assistant = page.get_by_role("button", name="Close")
+    if assistant.count():
+        assistant.first.click()
+    row = page.get_by_role("row", name=re.compile(r"^zl_1w "))
+    expect(row.get_by_role("status", name="candidate")).to_be_visible()  # "@ candidate"
+    expect(row.get_by_role("link", name="candidate : Version 1")).to_be_visible()
+    _tour_shot(page, "mlflow_models")

@@ -31,7 +31,7 @@ def evaluation(
     and fold. The candidate is the best skill (ties to the simpler model); the gate checks on
     this asset say whether it has earned promotion. The chart (``evaluations/{h}.png``) shows
     the candidate and the random walk against the actual prices, and MAPE and skill by regime;
-    the headline numbers are charted per partition (Plots tab). In MLflow the candidate is
+    the headline numbers are charted per partition (the Metadata section's Plots toggle). In MLflow the candidate is
     registered on ``zl_{h}`` under the alias ``candidate`` (``champion`` moves only on
     promotion), and the evaluation run holds the JSON and the chart."""
     horizon = context.partition_key
