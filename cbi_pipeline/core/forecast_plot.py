@@ -70,6 +70,6 @@ def forecast_chart(
     ax.legend(loc="best", fontsize=8)
     fig.autofmt_xdate()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight")
+    fig.savefig(buf, format="png", bbox_inches="tight", facecolor="white")  # opaque in dark dialogs
     plt.close(fig)
     return buf.getvalue()

@@ -531,6 +531,19 @@ def test_evaluation_shows_its_chart_and_plots_its_headline_numbers(cycle_ui, tou
     _tour_shot(page, "evaluation_plots")
 
 
+def test_forecast_shows_its_fan_chart(cycle_ui, tour_page):
+    """Tonight's forecast: its ``chart`` metadata (the fan chart PNG) renders in the dialog."""
+    ui, page = cycle_ui, tour_page
+    _open(page, f"{ui.url}/assets/forecast?view=events", "chart")
+    row = page.locator("tr", has=page.get_by_text("chart", exact=True))
+    row.get_by_text("[Show Markdown]").click()
+    image = page.get_by_role("dialog").locator("img")
+    expect(image).to_have_count(1)
+    size = image.evaluate("i => [i.complete, i.naturalWidth, i.naturalHeight]")
+    assert size[0] and size[1] > 400 and size[2] > 200, f"fan chart not rendered: {size}"
+    _tour_shot(page, "forecast_chart")
+
+
 def test_training_export_shows_the_feature_catalog_descriptions_of_its_columns(cycle_ui, tour_page):
     import json
 
