@@ -17,6 +17,7 @@ import csv
 import io
 import os
 import re
+import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from cbi_pipeline.core.importance_plot import importance_png
 from cbi_pipeline.core.vocabulary import (
     HORIZON_LABELS,
     TAG_FAMILY,
@@ -400,6 +402,11 @@ class Tracker:
                     importance_csv(importance),
                     f"{IMPORTANCE_ARTIFACTS}/feature_importance.csv",
                 )
+                chart = importance_png(importance, f"{horizon} {family}: feature importance")
+                with tempfile.TemporaryDirectory() as tmp:
+                    path = Path(tmp) / "feature_importance.png"
+                    path.write_bytes(chart)
+                    client.log_artifact(run_id, str(path), IMPORTANCE_ARTIFACTS)
             with local_copy(model_dir) as local_dir, local_copy(predictions_path) as local_file:
                 client.log_artifacts(run_id, str(local_dir), "model")
                 client.log_artifact(run_id, str(local_file), "predictions")

@@ -1,5 +1,6 @@
 """Feature importance of the final tree models: in the manifest, in MLflow and in the metadata."""
 
+import base64
 import csv
 import io
 import json
@@ -169,7 +170,11 @@ def test_mlflow_run_holds_the_importance_as_artifacts_metrics_and_params(tracked
     assert paths == {
         "feature_importance/feature_importance.json",
         "feature_importance/feature_importance.csv",
+        "feature_importance/feature_importance.png",
     }
+    png = client.download_artifacts(run_id, "feature_importance/feature_importance.png")
+    with open(png, "rb") as handle:
+        assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
     local = client.download_artifacts(run_id, "feature_importance/feature_importance.json")
     with open(local) as handle:
         logged = json.load(handle)
@@ -208,6 +213,10 @@ def test_model_asset_metadata_shows_the_top_features_as_a_table(tracked):
     assert records[0]["feature"] == PLANTED
     assert [c.name for c in table.schema.columns] == ["rank", "feature", "share", "gain"]
     assert meta["feature_importance_method"] == out.manifest["feature_importance_method"]
+    chart = meta["feature_importance_chart"].value
+    assert chart.startswith("![feature importance](data:image/png;base64,")
+    png = base64.b64decode(chart.split(",", 1)[1].rstrip(")"))
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5_000
 
 
 def test_importance_csv_keeps_full_precision():

@@ -6,11 +6,13 @@ neural step uses the GPU (or the CPU's cores) at a time, whatever the executor r
 torch is imported only inside their training step, never when the definitions load.
 """
 
+import base64
 from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
+from cbi_pipeline.core.importance_plot import importance_png
 from cbi_pipeline.core.tables import markdown_table
 from cbi_pipeline.core.vocabulary import (
     BASELINES_TARGET,
@@ -107,6 +109,13 @@ def family_metadata(out: FamilyOutput) -> dict[str, Any]:
         entry["features"] = len(out.manifest["features"])
     if out.manifest.get("feature_importance"):
         entry["feature_importance"] = importance_table(out.manifest["feature_importance"])
+        chart = importance_png(
+            out.manifest["feature_importance"], f"{out.horizon} {out.family}: feature importance"
+        )
+        encoded = base64.b64encode(chart).decode("ascii")
+        entry["feature_importance_chart"] = dg.MetadataValue.md(
+            f"![feature importance](data:image/png;base64,{encoded})"
+        )
     if "feature_importance_method" in out.manifest:
         entry["feature_importance_method"] = out.manifest["feature_importance_method"]
     if out.model_path is not None:
