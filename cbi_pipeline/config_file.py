@@ -59,6 +59,16 @@ GATE_KEYS: dict[str, str] = {
     "min_skill": "a number",
     "max_mape_drift": "a number >= 0",
 }
+NEURAL_HYPERPARAMETERS = (
+    "batch_size",
+    "sequence_length",
+    "hidden_size",
+    "num_layers",
+    "dropout",
+    "learning_rate",
+    "max_epochs",
+    "patience",
+)
 # The hyperparameters each family's training honours (the defaults of get_config_for_model and
 # the library parameters documented for tuning); anything else is a typo until proven otherwise.
 HYPERPARAMETER_KEYS: dict[str, tuple[str, ...]] = {
@@ -94,26 +104,8 @@ HYPERPARAMETER_KEYS: dict[str, tuple[str, ...]] = {
         "tree_method",
         "n_jobs",
     ),
-    "lstm": (
-        "batch_size",
-        "sequence_length",
-        "hidden_size",
-        "num_layers",
-        "dropout",
-        "learning_rate",
-        "max_epochs",
-        "patience",
-    ),
-    "gru": (
-        "batch_size",
-        "sequence_length",
-        "hidden_size",
-        "num_layers",
-        "dropout",
-        "learning_rate",
-        "max_epochs",
-        "patience",
-    ),
+    "lstm": NEURAL_HYPERPARAMETERS,
+    "gru": NEURAL_HYPERPARAMETERS,
 }
 NEURAL_KEYS = ("num_layers", "hidden_size", "dropout")
 
