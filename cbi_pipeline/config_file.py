@@ -40,6 +40,7 @@ one of ...``) and is raised when the settings are read: before any step reads or
 
 from __future__ import annotations
 
+import functools
 import math
 import tomllib
 from collections.abc import Mapping
@@ -322,10 +323,21 @@ def find_config(config_path: str, data_root: str) -> Path | None:
 
 
 def load_config(path: Path | None, setting_names: tuple[str, ...]) -> ProjectConfig:
+    """The validated file; read and parsed once per version of it (its size and modification
+    time), since every gate, hyperparameter and family lookup asks for it."""
     if path is None:
         return ProjectConfig()
     try:
-        text = path.read_text(encoding="utf-8")
+        stat = path.stat()
+    except OSError as exc:
+        raise ConfigFileError(f"{path}: unreadable configuration file ({exc})") from exc
+    return _load(str(path), stat.st_mtime_ns, stat.st_size, setting_names)
+
+
+@functools.lru_cache(maxsize=32)
+def _load(path: str, mtime_ns: int, size: int, setting_names: tuple[str, ...]) -> ProjectConfig:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigFileError(f"{path}: unreadable configuration file ({exc})") from exc
-    return parse_config(text, str(path), setting_names)
+    return parse_config(text, path, setting_names)

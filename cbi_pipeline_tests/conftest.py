@@ -14,6 +14,8 @@ import polars as pl
 import pytest
 
 from cbi_pipeline.settings import Settings
+from cbi_pipeline.steps import data as tasks
+from cbi_pipeline.store.root import DataRoot
 from cbi_pipeline_tests.sample_cycle import sample_cycle_root  # noqa: F401  (a shared fixture)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -102,6 +104,35 @@ def mlflow_db(tmp_path, empty_mlflow_store) -> Callable[[Path], str]:
         return f"sqlite:///{path}"
 
     return place
+
+
+# A small walk-forward over 700 tiny rows (2007-06-01 .. 2010-02): 3 folds from 2009-07-01 at 1m.
+SMALL_WALK_FORWARD: dict[str, object] = {
+    "first_test_date": "2009-07-01",
+    "refit_step_days": 63,
+    "validation_rows": 63,
+    "min_train_rows": 126,
+    "max_features": 16,
+    "max_bin": 32,
+}
+
+
+def build_tiny_exports(settings: Settings, horizons: tuple[str, ...] = ("1m",)) -> DataRoot:
+    """The raw copies, the panel and the horizons' exports under ``settings.data_root``."""
+    root = DataRoot(settings.data_root)
+    tasks.write_raw(root, tasks.load_raw(settings))
+    tasks.build_exports(root, settings, list(horizons), panel=tasks.build_panel(root, settings))
+    return root
+
+
+def tiny_export_settings(base: Path, **values: object) -> Settings:
+    """Settings over a 700-row tiny market file written under ``base`` (``values`` set any
+    field), with the 1m export built in ``base/root``."""
+    market = base / "market.parquet"
+    make_tiny_market(n=700).write_parquet(market)
+    settings = Settings(data_root=str(base / "root"), market_paths=(str(market),), **values)  # type: ignore[arg-type]
+    build_tiny_exports(settings)
+    return settings
 
 
 def tiny_training_settings(tmp_path: Path, **overrides: object) -> Settings:

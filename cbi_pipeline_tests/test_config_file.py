@@ -12,11 +12,9 @@ from cbi_pipeline.config_file import ConfigFileError
 from cbi_pipeline.core.gates import GateSpec
 from cbi_pipeline.core.hardware import detect_system, get_config_for_model
 from cbi_pipeline.settings import Settings, settings_from_env
-from cbi_pipeline.steps import data as tasks
 from cbi_pipeline.steps import evaluation as evaluate
 from cbi_pipeline.steps import models as training
-from cbi_pipeline.store.root import DataRoot
-from cbi_pipeline_tests.conftest import tiny_training_settings
+from cbi_pipeline_tests.conftest import build_tiny_exports, tiny_training_settings
 from cbi_pipeline_tests.steps.test_evaluation import H, predictions, state  # noqa: F401
 
 SYSTEM = detect_system(cores=1, ram_gb=16, device="cpu")
@@ -158,9 +156,7 @@ def test_the_file_hyperparameters_reach_training_and_a_disabled_family_is_gone(t
         'families = ["xgboost"]\n[hyperparameters.xgboost]\nmax_depth = 2\nn_estimators = 30\n',
     )
     settings = tiny_training_settings(tmp_path, max_features=8, max_bin=16)
-    root = DataRoot(settings.data_root)
-    tasks.write_raw(root, tasks.load_raw(settings))
-    tasks.build_exports(root, settings, ["1m"], panel=tasks.build_panel(root, settings))
+    root = build_tiny_exports(settings)
     (lgb,) = training.train(root, settings, "1m", "lightgbm", SYSTEM)
     assert root.predictions("1m", "lightgbm").exists()
     configured = dataclasses.replace(settings, config_path=config)
@@ -177,9 +173,7 @@ def test_the_guides_calls_work_as_written(tmp_path, capsys):
     params = get_config_for_model("lightgbm", horizon="1m")
     assert params["num_threads"] == detect_system().cores and params["horizon_days"] == 21
     settings = tiny_training_settings(tmp_path)
-    root = DataRoot(settings.data_root)
-    tasks.write_raw(root, tasks.load_raw(settings))
-    tasks.build_exports(root, settings, ["1m"], panel=tasks.build_panel(root, settings))
+    root = build_tiny_exports(settings)
     export = root.export("zl_training_prod_allhistory_1m.parquet")
     args = ["correlations", "--data-path", str(export), "--cache-max-age", "7"]
     assert main([*args, "--data-root", settings.data_root]) == 0
@@ -196,9 +190,7 @@ def test_the_guides_calls_work_as_written(tmp_path, capsys):
 
 def test_cbi_train_takes_the_surface_and_the_neural_architecture(tmp_path, capsys):
     settings = tiny_training_settings(tmp_path, surface="lab")
-    root = DataRoot(settings.data_root)
-    tasks.write_raw(root, tasks.load_raw(settings))
-    tasks.build_exports(root, settings, ["1m"], panel=tasks.build_panel(root, settings))
+    root = build_tiny_exports(settings)
     config = write(
         tmp_path / "c.toml",
         "[settings]\nvalidation_rows = 63\nmin_train_rows = 126\n"
@@ -221,9 +213,7 @@ def test_cbi_train_takes_the_surface_and_the_neural_architecture(tmp_path, capsy
 
 def test_cbi_correlations_on_an_export_without_its_panel_says_what_it_needs(tmp_path, capsys):
     settings = tiny_training_settings(tmp_path)
-    root = DataRoot(settings.data_root)
-    tasks.write_raw(root, tasks.load_raw(settings))
-    tasks.build_exports(root, settings, ["1m"], panel=tasks.build_panel(root, settings))
+    root = build_tiny_exports(settings)
     alone = tmp_path / "alone" / "zl_1m.parquet"
     alone.parent.mkdir()
     alone.write_bytes(root.export("zl_training_prod_allhistory_1m.parquet").read_bytes())

@@ -58,6 +58,19 @@ def add_sources(p: argparse.ArgumentParser) -> None:
     add_setting(p, "--regimes", "regimes_path")
 
 
+def add_training_settings(p: argparse.ArgumentParser) -> None:
+    """What training and tuning read (cbi train, cbi tune): the data root, the export's target
+    and surface, the configuration file, the walk-forward, threads and MLflow."""
+    add_setting(p, "--data-root", "data_root")
+    add_setting(p, "--target", "target_symbol")
+    add_setting(p, "--surface", "surface")
+    add_setting(p, "--config", "config_path", metavar="FILE")
+    add_setting(p, "--first-test-date", "first_test_date")
+    add_setting(p, "--refit-step", "refit_step_days")
+    p.add_argument("--cores", type=int, help="threads for the tree libraries (default: detected)")
+    p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
+
+
 def settings_from_args(args: argparse.Namespace, extra: Mapping[str, object] = {}) -> Settings:
     """Defaults, then ``CBI_*``, then every setting flag the subcommand defines and was given."""
     given = {k: v for k, v in vars(args).items() if k in Settings.__dataclass_fields__}

@@ -7,7 +7,13 @@ import time
 
 import polars as pl
 
-from cbi_pipeline.cli.arguments import ALL, add_horizon, add_setting, horizons, settings_from_args
+from cbi_pipeline.cli.arguments import (
+    ALL,
+    add_horizon,
+    add_training_settings,
+    horizons,
+    settings_from_args,
+)
 from cbi_pipeline.core.hardware import detect_system
 from cbi_pipeline.core.tables import text_table
 from cbi_pipeline.core.vocabulary import LIGHTGBM, NEURAL_FAMILIES, TAG_SOURCE, TRAIN_TARGETS
@@ -35,12 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         choices=(*TRAIN_TARGETS, ALL),
         help=f"what to train (all = {', '.join(TRAIN_TARGETS)}); default {LIGHTGBM}",
     )
-    add_setting(p, "--data-root", "data_root")
-    add_setting(p, "--target", "target_symbol")
-    add_setting(p, "--surface", "surface")
-    add_setting(p, "--config", "config_path", metavar="FILE")
-    add_setting(p, "--first-test-date", "first_test_date")
-    add_setting(p, "--refit-step", "refit_step_days")
+    add_training_settings(p)
     neural = p.add_argument_group(
         "neural families (lstm, gru)",
         "override the architecture of the configuration file and the hardware defaults",
@@ -48,8 +49,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     neural.add_argument("--num-layers", type=int, help="stacked recurrent layers (e.g. 2)")
     neural.add_argument("--hidden-size", type=int, help="units per recurrent layer (e.g. 64)")
     neural.add_argument("--dropout", type=float, help="dropout between layers, in [0, 1)")
-    p.add_argument("--cores", type=int, help="threads for the tree libraries (default: detected)")
-    p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
     p.add_argument("--folds", action="store_true", help="also print each fold")
 
 

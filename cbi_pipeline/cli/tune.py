@@ -7,7 +7,7 @@ import argparse
 
 import polars as pl
 
-from cbi_pipeline.cli.arguments import add_horizon, add_setting, settings_from_args
+from cbi_pipeline.cli.arguments import add_horizon, add_training_settings, settings_from_args
 from cbi_pipeline.core.hardware import detect_system
 from cbi_pipeline.core.tables import text_table
 from cbi_pipeline.core.tuning import DEFAULT_BLOCKS
@@ -46,14 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help=f"refit blocks before the first test date used as tuning test blocks; default "
         f"{DEFAULT_BLOCKS}",
     )
-    add_setting(p, "--data-root", "data_root")
-    add_setting(p, "--target", "target_symbol")
-    add_setting(p, "--surface", "surface")
-    add_setting(p, "--config", "config_path", metavar="FILE")
-    add_setting(p, "--first-test-date", "first_test_date")
-    add_setting(p, "--refit-step", "refit_step_days")
-    p.add_argument("--cores", type=int, help="threads for the tree libraries (default: detected)")
-    p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
+    add_training_settings(p)
     p.add_argument("--quiet", action="store_true", help="do not print each trial")
 
 

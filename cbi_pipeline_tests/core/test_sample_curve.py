@@ -21,7 +21,6 @@ from cbi_pipeline.core.curves.roll import (
     roll_table,
 )
 from cbi_pipeline.core.sample.curve import (
-    CURVE_COLUMNS,
     contract_calendar,
     sample_curve,
     skew_transform,
@@ -116,7 +115,7 @@ def test_the_market_is_unchanged_by_the_curve(short: SampleMarket) -> None:
 
 def test_the_default_curve_passes_normalize_curve_and_the_roll_rule(full: SampleMarket) -> None:
     curve = full.curve
-    assert dict(curve.schema) == CURVE_COLUMNS == {c: t for c, t in CURVE_SCHEMA.items()}
+    assert dict(curve.schema) == dict(CURVE_SCHEMA)
     assert curve.equals(curve.sort("symbol", "date", "expiry"), null_equal=True)
     normalized = normalize_curve(curve, "sample curve", TODAY)
     assert normalized.equals(curve, null_equal=True)

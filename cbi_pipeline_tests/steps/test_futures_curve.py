@@ -15,8 +15,13 @@ from cbi_pipeline.steps import diagnostics as diagnosing
 from cbi_pipeline.steps import evaluation as evaluating
 from cbi_pipeline.steps import forecast as forecasting
 from cbi_pipeline.steps import models as training
-from cbi_pipeline.store.root import DataRoot, read_parquet
-from cbi_pipeline_tests.conftest import make_tiny_curve, make_tiny_market, tiny_training_settings
+from cbi_pipeline.store.root import read_parquet
+from cbi_pipeline_tests.conftest import (
+    build_tiny_exports,
+    make_tiny_curve,
+    make_tiny_market,
+    tiny_training_settings,
+)
 
 SYSTEM = detect_system(cores=1, ram_gb=16, device="cpu")
 
@@ -27,9 +32,7 @@ def test_futures_curve_from_training_to_forecast_and_away_without_a_curve(tmp_pa
     make_tiny_curve(n=700).write_parquet(curve_path)
     settings = tiny_training_settings(tmp_path, market_paths=(), curve_paths=(str(curve_path),))
     assert settings.front_rule == ROLL
-    root = DataRoot(settings.data_root)
-    tasks.write_raw(root, tasks.load_raw(settings))
-    tasks.build_exports(root, settings, ["1m"], panel=tasks.build_panel(root, settings))
+    root = build_tiny_exports(settings)
 
     outputs = training.train(root, settings, "1m", "baselines", SYSTEM)
     assert [o.family for o in outputs] == ["random_walk", "drift", "ets", FUTURES_CURVE]

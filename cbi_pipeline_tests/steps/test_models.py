@@ -26,31 +26,22 @@ from cbi_pipeline.steps import models as training
 from cbi_pipeline.store.models import code_version
 from cbi_pipeline.store.root import DataRoot, StorageError
 from cbi_pipeline.store.tracking import Tracker, resolve_tracking_uri
-from cbi_pipeline_tests.conftest import assert_quantiles_are_ordered, make_tiny_market
+from cbi_pipeline_tests.conftest import (
+    SMALL_WALK_FORWARD,
+    assert_quantiles_are_ordered,
+    tiny_export_settings,
+)
 
 H = 21
 # Small walk-forward for 700 tiny rows (2007-06-01 .. 2010-02): 3 folds from 2009-07-01 at 1m.
-SMALL = {
-    "first_test_date": "2009-07-01",
-    "refit_step_days": 63,
-    "validation_rows": 63,
-    "min_train_rows": 126,
-    "max_features": 16,
-    "max_bin": 32,
-}
+SMALL = SMALL_WALK_FORWARD
 SYSTEM = detect_system(cores=1, ram_gb=16, device="cpu")
 
 
 @pytest.fixture(scope="module")
 def export_root(tmp_path_factory):
     base = tmp_path_factory.mktemp("training")
-    market = base / "market.parquet"
-    make_tiny_market(n=700).write_parquet(market)
-    settings = Settings(data_root=str(base / "root"), market_paths=(str(market),), **SMALL)
-    root = DataRoot(settings.data_root)
-    tasks.write_raw(root, tasks.load_raw(settings))
-    tasks.build_exports(root, settings, ["1m"], panel=tasks.build_panel(root, settings))
-    return settings
+    return tiny_export_settings(base, **SMALL)
 
 
 def fresh_root(settings: Settings, tmp_path) -> tuple[Settings, DataRoot]:

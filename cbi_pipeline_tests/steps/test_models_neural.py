@@ -13,11 +13,13 @@ from cbi_pipeline.core.hardware import detect_system
 from cbi_pipeline.core.intervals import STORED_PREDICTION_COLUMNS
 from cbi_pipeline.core.vocabulary import families_of
 from cbi_pipeline.settings import Settings
-from cbi_pipeline.steps import data as tasks
 from cbi_pipeline.steps.models import train
 from cbi_pipeline.store.models import load_export, load_neural_model
 from cbi_pipeline.store.root import DataRoot, StorageError
-from cbi_pipeline_tests.conftest import assert_quantiles_are_ordered, make_tiny_market
+from cbi_pipeline_tests.conftest import (
+    assert_quantiles_are_ordered,
+    tiny_export_settings,
+)
 
 # 700 tiny rows (2007-06-01 .. 2010-02): 3 folds from 2009-07-01 at 1m.
 SMALL = {
@@ -34,13 +36,7 @@ TINY_NET = {"hidden_size": 8, "max_epochs": 2, "max_features": 4, "sequence_leng
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory) -> Settings:
     base = tmp_path_factory.mktemp("neural")
-    market = base / "market.parquet"
-    make_tiny_market(n=700).write_parquet(market)
-    settings = Settings(data_root=str(base / "root"), market_paths=(str(market),), **SMALL)
-    root = DataRoot(settings.data_root)
-    tasks.write_raw(root, tasks.load_raw(settings))
-    tasks.build_exports(root, settings, ["1m"], panel=tasks.build_panel(root, settings))
-    return settings
+    return tiny_export_settings(base, **SMALL)
 
 
 def test_train_neural_writes_the_contract_and_a_loadable_model(settings):

@@ -14,39 +14,25 @@ from cbi_pipeline.cli.main import main
 from cbi_pipeline.core.export import feature_columns
 from cbi_pipeline.core.hardware import detect_system
 from cbi_pipeline.settings import Settings
-from cbi_pipeline.steps import data as tasks
 from cbi_pipeline.steps import evaluation
 from cbi_pipeline.steps import models as training
 from cbi_pipeline.steps.tuning import load_tuned, tune, tuned_by_family
 from cbi_pipeline.store.models import load_export
 from cbi_pipeline.store.root import DataRoot, StorageError, write_json
 from cbi_pipeline.store.tracking import Tracker
-from cbi_pipeline_tests.conftest import make_tiny_market
+from cbi_pipeline_tests.conftest import SMALL_WALK_FORWARD, tiny_export_settings
 
 EXPORT = "zl_training_prod_allhistory_1m.parquet"
 FIRST = "2009-07-01"
 # 700 tiny rows from 2007-06-01: ~540 before the first test date, 3 tuning blocks of 63 rows.
-SMALL = {
-    "first_test_date": FIRST,
-    "refit_step_days": 63,
-    "validation_rows": 63,
-    "min_train_rows": 126,
-    "max_features": 16,
-    "max_bin": 32,
-}
+SMALL = SMALL_WALK_FORWARD
 SYSTEM = detect_system(cores=1, ram_gb=16, device="cpu")
 
 
 @pytest.fixture(scope="module")
 def export_root(tmp_path_factory):
     base = tmp_path_factory.mktemp("tuning")
-    market = base / "market.parquet"
-    make_tiny_market(n=700).write_parquet(market)
-    settings = Settings(data_root=str(base / "root"), market_paths=(str(market),), **SMALL)
-    root = DataRoot(settings.data_root)
-    tasks.write_raw(root, tasks.load_raw(settings))
-    tasks.build_exports(root, settings, ["1m"], panel=tasks.build_panel(root, settings))
-    return settings
+    return tiny_export_settings(base, **SMALL)
 
 
 def fresh_root(settings: Settings, tmp_path, frame: pl.DataFrame | None = None):

@@ -4,7 +4,6 @@ import base64
 import csv
 import io
 import json
-from typing import Any
 
 import numpy as np
 import polars as pl
@@ -14,20 +13,12 @@ from cbi_pipeline.core.hardware import detect_system
 from cbi_pipeline.core.models.trees import TreeTrainingError, gain_shares, load_tree_model
 from cbi_pipeline.defs.assets.models import family_metadata
 from cbi_pipeline.settings import Settings
-from cbi_pipeline.steps import data as tasks
 from cbi_pipeline.steps import models as training
 from cbi_pipeline.store.root import DataRoot
 from cbi_pipeline.store.tracking import IMPORTANCE_TOP, Tracker, importance_csv, importance_metrics
-from cbi_pipeline_tests.conftest import make_tiny_market
+from cbi_pipeline_tests.conftest import SMALL_WALK_FORWARD, tiny_export_settings
 
-SMALL: dict[str, Any] = {
-    "first_test_date": "2009-07-01",
-    "refit_step_days": 63,
-    "validation_rows": 63,
-    "min_train_rows": 126,
-    "max_features": 16,
-    "max_bin": 32,
-}
+SMALL = SMALL_WALK_FORWARD
 SYSTEM = detect_system(cores=1, ram_gb=16, device="cpu")
 EXPORT = "zl_training_prod_allhistory_1m.parquet"
 PLANTED = "planted_signal"
@@ -56,12 +47,8 @@ def test_gain_shares_refuse_negative_or_missing_gains():
 def planted_root(tmp_path_factory) -> Settings:
     """A tiny 1m export with one more column: the label itself plus a little noise."""
     base = tmp_path_factory.mktemp("importance")
-    market = base / "market.parquet"
-    make_tiny_market(n=700).write_parquet(market)
-    settings = Settings(data_root=str(base / "root"), market_paths=(str(market),), **SMALL)
+    settings = tiny_export_settings(base, **SMALL)
     root = DataRoot(settings.data_root)
-    tasks.write_raw(root, tasks.load_raw(settings))
-    tasks.build_exports(root, settings, ["1m"], panel=tasks.build_panel(root, settings))
     path = root.export(EXPORT)
     export = pl.read_parquet(path)
     label = np.log(export["target_1m"].to_numpy() / export["price"].to_numpy())

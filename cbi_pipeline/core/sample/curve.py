@@ -62,7 +62,6 @@ from cbi_pipeline.core.sample.curve_calibration import (
 )
 from cbi_pipeline.core.sample.noise import ar1, rng
 
-CURVE_COLUMNS = CURVE_SCHEMA
 _MARKET_NEEDS = ("date", "symbol", "close", "volume")
 _YEARS_AHEAD = 3  # the calendar runs this many years past the last date: room for every window
 
@@ -267,7 +266,7 @@ def _symbol_curve(
             "volume": pl.Series("volume", volume.ravel(), nan_to_null=True),
             "open_interest": pl.Series("open_interest", np.round(oi).ravel(), nan_to_null=True),
         },
-        schema=CURVE_COLUMNS,
+        schema=CURVE_SCHEMA,
     )
 
 
@@ -315,7 +314,7 @@ def sample_curve(market: pl.DataFrame, seed: int) -> pl.DataFrame:
     _check_market(market)
     days = market["date"].unique().sort().to_numpy().astype("datetime64[D]")
     if days.size == 0:
-        return pl.DataFrame(schema=CURVE_COLUMNS)
+        return pl.DataFrame(schema=CURVE_SCHEMA)
     draws = _draws(days.size, seed)
     parts = []
     for sym in CURVE_SYMBOLS:
@@ -324,5 +323,5 @@ def sample_curve(market: pl.DataFrame, seed: int) -> pl.DataFrame:
             day_index = np.searchsorted(days, rows["date"].to_numpy().astype("datetime64[D]"))
             parts.append(_symbol_curve(sym, rows, day_index, draws[sym]))
     if not parts:
-        return pl.DataFrame(schema=CURVE_COLUMNS)
+        return pl.DataFrame(schema=CURVE_SCHEMA)
     return pl.concat(parts).sort("symbol", "date", "expiry")

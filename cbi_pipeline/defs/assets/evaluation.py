@@ -37,7 +37,7 @@ def evaluation(
     horizon = context.partition_key
     root = pipeline.root()
     settings = pipeline.settings()
-    out = evaluate_root(root, horizon, gate_spec=settings.gate_spec(horizon), settings=settings)
+    out = evaluate_root(root, horizon, settings=settings)  # the gates of settings.gate_spec
     payload = out.payload
     tracker = mlflow_tracking.tracker(settings.data_root)
     registry = Registry(tracker, settings.target_symbol)
