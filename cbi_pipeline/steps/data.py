@@ -26,6 +26,7 @@ from cbi_pipeline.core.curves.contract import combine_curves, normalize_curve
 from cbi_pipeline.core.curves.features import CURVE_FIELDS, curve_column
 from cbi_pipeline.core.curves.roll import continuous_series
 from cbi_pipeline.core.export import (
+    PRICE_COL,
     TargetGap,
     build_export,
     export_filename,
@@ -36,7 +37,7 @@ from cbi_pipeline.core.export import (
 from cbi_pipeline.core.features import FeatureDef, build_features
 from cbi_pipeline.core.panel import build_market_panel, close_column
 from cbi_pipeline.core.sample.generator import SampleSpec, generate_sample_market
-from cbi_pipeline.core.vocabulary import HORIZON_LABELS, horizon_days
+from cbi_pipeline.core.vocabulary import HORIZON_LABELS, horizon_days, target_column
 from cbi_pipeline.settings import Settings
 from cbi_pipeline.steps.correlations import join_correlation_features
 from cbi_pipeline.store.root import Batch, DataRoot, read_parquet, write_json, write_parquet
@@ -232,6 +233,66 @@ def build_exports(
         results.append(ExportResult(horizon, path, frame, catalog, gaps, nulled))
     put_json(catalog_payload(catalog), root.feature_catalog)
     return results
+
+
+# --- column descriptions (the UI's Columns tab) ----------------------------------------------
+
+_PANEL_SUFFIXES = {
+    "close": "daily settlement price",
+    "open": "opening price",
+    "high": "session high",
+    "low": "session low",
+    "volume": "traded volume",
+    "roll_adjusted": (
+        "held contract's price, forward-adjusted at each roll so its returns are a rolled "
+        "position's"
+    ),
+    "carry": "annualised log spread of the next contract over the held one",
+    "curve_slope": "slope of log price against years to expiry over the held and next contracts",
+    "oi_share": "held contract's share of the open interest of all its contracts",
+    "days_to_roll": "weekdays until the held contract rolls",
+}
+
+
+def panel_column_descriptions(panel: pl.DataFrame, target: str) -> dict[str, str]:
+    """Column descriptions of the panel: a market field by its suffix, else a signal series."""
+    describe = {"date": f"Trading day of {target} (one row per {target} settlement)."}
+    suffixes = sorted(_PANEL_SUFFIXES, key=len, reverse=True)
+    for column in panel.columns[1:]:
+        field = next((f for f in suffixes if column.endswith(f"_{f}")), None)
+        if field is not None:
+            symbol = column.removesuffix(f"_{field}")
+            describe[column] = (
+                f"{symbol} {_PANEL_SUFFIXES[field]}: the last value on or before the date."
+            )
+        else:
+            describe[column] = (
+                f"Signal series {column}: the last value on or before the date, left empty "
+                "once it is older than the signal staleness limit."
+            )
+    return describe
+
+
+def export_column_descriptions(
+    catalog: list[FeatureDef], horizon: str, target: str
+) -> dict[str, str]:
+    """Column descriptions of a training table: the catalog's definition of each feature (with
+    its block) and plain words for the other columns."""
+    days = horizon_days(horizon)
+    describe = {
+        "date": f"Trading day of {target}: the forecast origin of this row.",
+        PRICE_COL: f"{target} settlement price on the date.",
+        "market_regime": "The market regime the date falls in (from the regime calendar).",
+        "training_weight": "Weight of the row when models are trained: its regime's weight.",
+        target_column(horizon): (
+            f"The label: the {target} price {days} trading days after the date; empty where "
+            "that day is not yet known or the window spans a long hole in the prices."
+        ),
+        "as_of": "Last date of the data this table was built from (the same on every row).",
+    }
+    for feature in catalog:
+        describe[feature.name] = f"{feature.definition} ({feature.block} block)"
+    return describe
 
 
 def export_table(

@@ -5,10 +5,8 @@ from dataclasses import asdict
 import dagster as dg
 import polars as pl
 
-from cbi_pipeline.core.export import PRICE_COL, summarize_export
-from cbi_pipeline.core.features import FeatureDef
+from cbi_pipeline.core.export import summarize_export
 from cbi_pipeline.core.tables import markdown_table
-from cbi_pipeline.core.vocabulary import horizon_days, target_column
 from cbi_pipeline.defs.errors import reports_input_errors
 from cbi_pipeline.defs.partitions import horizon_partitions
 from cbi_pipeline.defs.resources import PipelineSettings
@@ -16,7 +14,9 @@ from cbi_pipeline.steps.data import (
     build_exports,
     build_panel,
     check_buildable,
+    export_column_descriptions,
     load_raw,
+    panel_column_descriptions,
     write_raw,
 )
 
@@ -36,59 +36,6 @@ def _column_schema(frame: pl.DataFrame, describe: dict[str, str]) -> dg.TableSch
             for name, dtype in frame.schema.items()
         ]
     )
-
-
-_PANEL_SUFFIXES = {
-    "close": "daily settlement price",
-    "open": "opening price",
-    "high": "session high",
-    "low": "session low",
-    "volume": "traded volume",
-    "roll_adjusted": "front-contract price, adjusted for each roll so its returns are real",
-    "carry": "annualised log spread of the next contract over the front one",
-    "curve_slope": "slope of log price against years to expiry across the listed contracts",
-    "oi_share": "front contract's share of the open interest of all its contracts",
-    "days_to_roll": "weekdays until the front contract rolls",
-}
-
-
-def _panel_columns(panel: pl.DataFrame, target: str) -> dict[str, str]:
-    """Column descriptions of the panel: a market field by its suffix, else a signal series."""
-    describe = {"date": f"Trading day of {target} (one row per {target} settlement)."}
-    suffixes = sorted(_PANEL_SUFFIXES, key=len, reverse=True)
-    for column in panel.columns[1:]:
-        field = next((f for f in suffixes if column.endswith(f"_{f}")), None)
-        if field is not None:
-            symbol = column.removesuffix(f"_{field}")
-            describe[column] = (
-                f"{symbol} {_PANEL_SUFFIXES[field]}: the last value on or before the date."
-            )
-        else:
-            describe[column] = (
-                f"Signal series {column}: the last value on or before the date, left empty "
-                "once it is older than the signal staleness limit."
-            )
-    return describe
-
-
-def _export_columns(catalog: list[FeatureDef], horizon: str, target: str) -> dict[str, str]:
-    """Column descriptions of a training table: the catalog's definition of each feature (with
-    its block) and plain words for the other columns."""
-    days = horizon_days(horizon)
-    describe = {
-        "date": f"Trading day of {target}: the forecast origin of this row.",
-        PRICE_COL: f"{target} settlement price on the date.",
-        "market_regime": "The market regime the date falls in (from the regime calendar).",
-        "training_weight": "Weight of the row when models are trained: its regime's weight.",
-        target_column(horizon): (
-            f"The label: the {target} price {days} trading days after the date; empty where "
-            "that day is not yet known or the window spans a long hole in the prices."
-        ),
-        "as_of": "Last date of the data this table was built from (the same on every row).",
-    }
-    for feature in catalog:
-        describe[feature.name] = f"{feature.definition} ({feature.block} block)"
-    return describe
 
 
 @dg.asset(group_name="data", kinds={"polars", "parquet"})
@@ -146,7 +93,7 @@ def market_panel(
     older than the staleness limit), never from a later day."""
     settings = pipeline.settings()
     panel = build_panel(pipeline.root(), settings)
-    schema = _column_schema(panel, _panel_columns(panel, settings.target_symbol))
+    schema = _column_schema(panel, panel_column_descriptions(panel, settings.target_symbol))
     coverage = {c: round(1 - panel[c].null_count() / panel.height, 3) for c in panel.columns[1:]}
     return dg.MaterializeResult(
         metadata={
@@ -187,7 +134,7 @@ def training_export(
     if result.gap_report():
         context.log.warning(result.gap_report())
     schema = _column_schema(
-        result.frame, _export_columns(result.catalog, horizon, settings.target_symbol)
+        result.frame, export_column_descriptions(result.catalog, horizon, settings.target_symbol)
     )
     context.log.info(
         f"{horizon}: {summary.rows} rows, {summary.features} features -> {result.path}"
