@@ -41,10 +41,12 @@ class SettingsError(ValueError):
     variable."""
 
 
-def setting(default: object, description: str) -> Any:
+def setting(default: object, description: str, env: str | None = None) -> Any:
     """A field of ``Settings``: its default and its description, written here once. The Dagster
-    resource ``PipelineSettings``, the ``CBI_*`` overrides and the CLI help all derive from it."""
-    return field(default=default, metadata={"description": description})
+    resource ``PipelineSettings``, the ``CBI_*`` overrides and the CLI help all derive from it.
+    ``env``: the variable that overrides it, when not ``CBI_<NAME>``."""
+    metadata = {"description": description} | ({"env": env} if env else {})
+    return field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ class Settings:
         "",
         "Project configuration file (TOML: gates, families, hyperparameters, neural "
         "architecture, settings); empty = cbi.toml in the data root when there, else defaults.",
+        env="CBI_CONFIG",
     )
     roll_days_before_notice: int = setting(
         5,
@@ -319,8 +322,10 @@ def split_list(value: str) -> tuple[str, ...]:
 
 
 def env_name(name: str) -> str:
-    """The environment variable that overrides a setting, e.g. ``CBI_DATA_ROOT``."""
-    return ENV_PREFIX + name.upper()
+    """The environment variable that overrides a setting, e.g. ``CBI_DATA_ROOT`` (or the one its
+    field names, e.g. ``CBI_CONFIG`` for ``config_path``)."""
+    named = setting_field(name).metadata.get("env")
+    return str(named) if named else ENV_PREFIX + name.upper()
 
 
 def setting_fields() -> tuple[Field[Any], ...]:

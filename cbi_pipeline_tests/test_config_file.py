@@ -89,7 +89,9 @@ BAD = [
 
 
 @pytest.mark.parametrize(("text", "message"), BAD)
-def test_an_invalid_file_fails_before_anything_runs_naming_the_key(tmp_path, text, message):
+def test_an_invalid_file_fails_before_anything_runs_naming_the_key(
+    tmp_path, monkeypatch, text, message
+):
     config = write(tmp_path / "cbi.toml", text)
     root = tmp_path / "root"
     with pytest.raises(ConfigFileError) as caught:
@@ -99,7 +101,9 @@ def test_an_invalid_file_fails_before_anything_runs_naming_the_key(tmp_path, tex
     assert str(caught.value).startswith(f"{config}: ")
     assert message in str(caught.value)
     assert main(["config", "--config", config, "--data-root", str(root)]) != 0
-    assert not root.exists()  # nothing was written
+    monkeypatch.setenv("CBI_CONFIG", config)
+    assert main(["export", "--horizon", "1w", "--data-root", str(root)]) != 0
+    assert not root.exists()  # the export refused before writing anything
 
 
 def test_cbi_export_refuses_a_bad_file_in_the_data_root_and_writes_nothing(tmp_path, capsys):
