@@ -117,6 +117,11 @@ class Settings:
     )
     max_bin: int = setting(64, "Tree models: histogram bins per feature.")
     train_seed: int = setting(42, "Seed of every model fit.")
+    fold_cache: int = setting(
+        1,
+        "Walk-forward: 1 reuses every fold (and final model) whose inputs are unchanged since "
+        "cache/folds under the data root stored it; 0 refits them all (a full rebuild).",
+    )
     cache_max_age_days: int = setting(
         7,
         "Correlation cache: a partition whose last data date is more than this many calendar "
@@ -198,6 +203,7 @@ class Settings:
             ("max_bin", "an integer >= 2", at_least(2)),
             ("sample_seed", "an integer >= 0", at_least(0)),
             ("train_seed", "an integer >= 0", at_least(0)),
+            ("fold_cache", "0 or 1", lambda v: v in (0, 1)),
             ("cache_max_age_days", "an integer >= 0", at_least(0)),
             ("correlation_top_k", "an integer >= 1", at_least(1)),
             ("roll_days_before_notice", "an integer >= 1", at_least(1)),

@@ -260,6 +260,7 @@ class FoldFit:
 
     pred_return: np.ndarray
     info: dict[str, Any] = field(default_factory=dict)
+    seconds: float | None = None  # the fold's time when it was spent elsewhere (fold cache)
 
 
 @dataclass(frozen=True)
@@ -362,7 +363,7 @@ def run_walk_forward(
         frame = prediction_frame(
             data, fold.test_rows, np.full(fold.test_rows.size, fold.index), fit.pred_return, family
         )
-        seconds = time.perf_counter() - start
+        seconds = time.perf_counter() - start if fit.seconds is None else fit.seconds
         record = FoldRecord(
             fold=fold.index,
             fit=date_range(data, fold.fit_rows),

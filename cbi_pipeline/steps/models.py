@@ -26,13 +26,14 @@ from cbi_pipeline.core.hardware import SystemInfo
 from cbi_pipeline.core.intervals import CONSTANT, add_quantiles
 from cbi_pipeline.core.models.baselines import final_drift, walk_forward_baseline
 from cbi_pipeline.core.models.ets import ets_final_return
+from cbi_pipeline.core.models.learners import TreeRun, walk_forward_ets, walk_forward_trees
 from cbi_pipeline.core.models.neural.spec import (
     CONFIG_FILE,
     WEIGHTS_FILE,
     neural_spec,
     spec_parameters,
 )
-from cbi_pipeline.core.models.trees import TreeRun, library_params, walk_forward_trees
+from cbi_pipeline.core.models.trees import library_params
 from cbi_pipeline.core.vocabulary import (
     BASELINES,
     BASELINES_TARGET,
@@ -53,11 +54,13 @@ from cbi_pipeline.core.walkforward import (
     WalkForwardSpec,
     date_range,
     plan_folds,
+    spec_as_dict,
 )
 from cbi_pipeline.settings import Settings
 from cbi_pipeline.steps.data import read_curve
 from cbi_pipeline.steps.ensemble import train_ensemble
 from cbi_pipeline.steps.tuning import load_tuned, tuned_hyper
+from cbi_pipeline.store.foldcache import FileFoldStore
 from cbi_pipeline.store.models import (
     MANIFEST_FILE,
     FamilyOutput,
@@ -82,6 +85,13 @@ FEATURE_SELECTION = (
 Progress = Callable[[str], None]
 
 
+def fold_store(
+    root: DataRoot, settings: Settings, horizon: str, family: str
+) -> FileFoldStore | None:
+    """The family's fold cache under the data root, or None when ``fold_cache`` is 0."""
+    return FileFoldStore(root, horizon, family) if settings.fold_cache else None
+
+
 def _train_trees(
     root: DataRoot,
     settings: Settings,
@@ -96,7 +106,14 @@ def _train_trees(
     tspec = settings.tree_spec(family, hyper)
     data = loaded.data
     folds = plan_folds(data.dates, data.labelled, spec)
-    run: TreeRun = walk_forward_trees(data, folds, tspec, progress)
+    run: TreeRun = walk_forward_trees(
+        data,
+        folds,
+        tspec,
+        progress,
+        fold_store(root, settings, data.horizon, family),
+        spec_as_dict(spec),
+    )
     model_bytes = run.final.to_bytes()
     seconds = time.perf_counter() - start
     manifest = build_manifest(
@@ -126,6 +143,7 @@ def _train_trees(
         },
     )
     manifest["tuned"] = None if tuned is None else dict(tuned)  # cbi tune's file, if used
+    manifest["fold_cache"] = run.cache
     # Gain per feature of the final model (every labelled row), largest first.
     manifest["feature_importance"] = run.final.feature_importance()
     manifest["feature_importance_method"] = run.final.importance_method
@@ -174,7 +192,12 @@ def _train_baselines(
     outputs = []
     for family in (f for f in BASELINES if f in finals):
         start = time.perf_counter()
-        result = walk_forward_baseline(data, folds, family, progress, implied)
+        cache = None
+        if family == ETS:
+            store = fold_store(root, settings, data.horizon, family)
+            result, cache = walk_forward_ets(data, folds, progress, store, spec_as_dict(spec))
+        else:
+            result = walk_forward_baseline(data, folds, family, progress, implied)
         seconds = time.perf_counter() - start
         manifest = build_manifest(
             loaded,
@@ -193,6 +216,8 @@ def _train_baselines(
                 "candidates": len(data.features),
             },
         )
+        # ETS folds come from the fold cache; the others are closed-form, computed every time.
+        manifest["fold_cache"] = cache
         outputs.append(
             write_family(root, data.horizon, calibrated(result, data, settings), manifest, None)
         )
@@ -261,15 +286,24 @@ def _train_neural(
     overrides: Mapping[str, Any] | None,
     progress: Progress | None,
     tuned: Mapping[str, Any] | None = None,
+    workers: int = 1,
 ) -> FamilyOutput:
     # imports torch: only when a network trains
-    from cbi_pipeline.core.models.neural.fit import walk_forward_neural
+    from cbi_pipeline.core.models.neural.learner import walk_forward_neural
 
     start = time.perf_counter()
     data = loaded.data
     spec = neural_spec(family, hyper, {"seed": settings.train_seed, **dict(overrides or {})})
     folds = plan_folds(data.dates, data.labelled, wf_spec)
-    run = walk_forward_neural(data, folds, spec, progress)
+    run = walk_forward_neural(
+        data,
+        folds,
+        spec,
+        progress,
+        fold_store(root, settings, data.horizon, family),
+        spec_as_dict(wf_spec),
+        workers,
+    )
     weights = run.final.weights_bytes()
     last_fold = run.result.folds[-1]
     final = {
@@ -311,6 +345,7 @@ def _train_neural(
         },
     )
     manifest["config_file"] = CONFIG_FILE
+    manifest["fold_cache"] = run.cache
     manifest["tuned"] = None if tuned is None else dict(tuned)  # cbi tune's file, if used
     manifest["feature_importance"] = None
     manifest["feature_importance_method"] = (
@@ -366,7 +401,18 @@ def train(
         tuned = load_tuned(root, loaded, spec, target, progress)  # tuning/{h}/{family}.json
         hyper = tuned_hyper(hyper, tuned["params"] if tuned else {})
         outputs = [
-            _train_neural(root, settings, loaded, spec, target, hyper, overrides, progress, tuned)
+            _train_neural(
+                root,
+                settings,
+                loaded,
+                spec,
+                target,
+                hyper,
+                overrides,
+                progress,
+                tuned,
+                workers=system.cores,  # folds fitted at once, one torch thread each
+            )
         ]
     if tracker is None:
         return outputs

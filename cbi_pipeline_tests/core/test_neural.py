@@ -10,7 +10,8 @@ import torch
 
 from cbi_pipeline.core.hardware import detect_system, get_config_for_model
 from cbi_pipeline.core.models.neural.files import model_from_files
-from cbi_pipeline.core.models.neural.fit import fit_neural_model, walk_forward_neural, warm_state
+from cbi_pipeline.core.models.neural.fit import fit_neural_model, warm_state
+from cbi_pipeline.core.models.neural.learner import walk_forward_neural
 from cbi_pipeline.core.models.neural.network import autocast_dtype, fit_scaler, sequence_windows
 from cbi_pipeline.core.models.neural.spec import (
     NeuralModelFileError,

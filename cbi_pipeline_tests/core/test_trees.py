@@ -7,6 +7,7 @@ import pytest
 
 from cbi_pipeline.core.hardware import detect_system, get_config_for_model
 from cbi_pipeline.core.models.baselines import walk_forward_baseline
+from cbi_pipeline.core.models.learners import walk_forward_trees
 from cbi_pipeline.core.models.trees import (
     TreeSpec,
     TreeTrainingError,
@@ -15,7 +16,6 @@ from cbi_pipeline.core.models.trees import (
     library_params,
     load_tree_model,
     select_features,
-    walk_forward_trees,
 )
 from cbi_pipeline.core.walkforward import WalkForwardSpec, plan_folds, training_data
 from cbi_pipeline_tests.conftest import business_days

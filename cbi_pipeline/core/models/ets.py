@@ -152,9 +152,8 @@ def _log_price(data: TrainingData, last_row: int) -> np.ndarray:
     return np.log(data.price[: last_row + 1])
 
 
-def ets_fold(data: TrainingData, fold: Fold) -> FoldFit:
-    """One fold: parameters from log prices of rows ``0..fold.test_origin``; the forecast from each
-    test origin ``t`` uses the state after rows ``0..t``; returns predicted h-step log returns."""
+def ets_fold_fit(data: TrainingData, fold: Fold) -> tuple[EtsFit, dict[str, Any]]:
+    """One fold's parameters, from the log prices of rows ``0..fold.test_origin``, and its facts."""
     if fold.test_rows.size == 0:
         raise EtsError(f"ets fold {fold.index}: no test rows")
     if int(fold.test_rows[0]) < fold.test_origin:
@@ -164,17 +163,26 @@ def ets_fold(data: TrainingData, fold: Fold) -> FoldFit:
         )
     origin = fold.test_origin
     fit = fit_ets(_log_price(data, origin))
-    last = int(fold.test_rows[-1])
-    log_price = _log_price(data, last)
-    level, trend = ets_states(fit, log_price)
-    rows = fold.test_rows
-    pred = ets_forecast(fit, level[rows], trend[rows], data.horizon_days) - log_price[rows]
     info = {
         **fit.as_info(),
         "ets_fit_rows": fit.fit_rows,
         "ets_fit_prices": [str(data.dates[0]), str(data.dates[origin])],
     }
-    return FoldFit(pred, info)
+    return fit, info
+
+
+def ets_predict(fit: EtsFit, data: TrainingData, rows: np.ndarray) -> np.ndarray:
+    """Predicted h-step log returns at ``rows``: the forecast from each origin ``t`` uses the
+    state after rows ``0..t``."""
+    log_price = _log_price(data, int(rows[-1]))
+    level, trend = ets_states(fit, log_price)
+    return ets_forecast(fit, level[rows], trend[rows], data.horizon_days) - log_price[rows]
+
+
+def ets_fold(data: TrainingData, fold: Fold) -> FoldFit:
+    """One fold: ``ets_fold_fit``, then ``ets_predict`` at its test rows."""
+    fit, info = ets_fold_fit(data, fold)
+    return FoldFit(ets_predict(fit, data, fold.test_rows), info)
 
 
 @dataclass(frozen=True)

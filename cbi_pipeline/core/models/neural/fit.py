@@ -6,10 +6,10 @@ See the package docstring for the training, warm start and final model.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -28,16 +28,10 @@ from cbi_pipeline.core.models.neural.network import (
 )
 from cbi_pipeline.core.models.neural.spec import NeuralSpec, NeuralTrainingError, resolve_device
 from cbi_pipeline.core.models.trees import select_features
-from cbi_pipeline.core.walkforward import (
-    Fold,
-    FoldFit,
-    TrainingData,
-    WalkForwardResult,
-    normalised_weights,
-    run_walk_forward,
-)
+from cbi_pipeline.core.walkforward import TrainingData, normalised_weights
 
 Progress = Callable[[str], None]
+_INIT_LOCK = threading.Lock()
 
 
 # --- determinism -------------------------------------------------------------------------------
@@ -159,8 +153,9 @@ def _fit(
     Z = scaler.transform(data.X[: last + 1][:, columns])
 
     arch = Architecture(spec.family, len(features), spec.hidden_size, spec.num_layers, spec.dropout)
-    torch.manual_seed(spec.seed)
-    module = SequenceRegressor(arch)
+    with _INIT_LOCK:  # the global RNG: folds fitted in parallel threads must not interleave here
+        torch.manual_seed(spec.seed)
+        module = SequenceRegressor(arch)
     if init is not None:
         module.load_state_dict(warm_state(init, arch, features))
     module.to(device)
@@ -239,79 +234,3 @@ def _fit(
         tuple(train_curve), tuple(val_curve), best_epoch, time.perf_counter() - start
     )
     return model, history
-
-
-# --- walk-forward ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, eq=False)
-class NeuralRun:
-    """The walk-forward result, each fold's model history, and the final model."""
-
-    result: WalkForwardResult
-    histories: tuple[FitHistory, ...]
-    final: NeuralModel
-    final_history: FitHistory
-    final_rows: np.ndarray
-    device: str
-
-
-def _rounded(values: tuple[float, ...]) -> list[float]:
-    return [round(v, 6) for v in values]
-
-
-def walk_forward_neural(
-    data: TrainingData,
-    folds: list[Fold],
-    spec: NeuralSpec,
-    progress: Progress | None = None,
-) -> NeuralRun:
-    """Out-of-fold predictions of one neural family on every fold (in order), then the final model."""
-    device = resolve_device(spec.device)
-    histories: list[FitHistory] = []
-    previous: list[NeuralModel] = []
-
-    def predict(d: TrainingData, fold: Fold) -> FoldFit:
-        model, history = fit_neural_model(
-            d,
-            spec,
-            fold.fit_rows,
-            fold.validation_rows,
-            init=previous[-1] if spec.warm_start and previous else None,
-            progress=progress,
-            label=f"{d.horizon} {spec.family} fold {fold.index + 1}/{len(folds)}",
-        )
-        previous[:] = [model]
-        histories.append(history)
-        info: dict[str, Any] = {
-            "epochs": history.epochs,
-            "best_epoch": history.best_epoch,
-            "features": len(model.features),
-            "validation_score": round(history.validation_loss[history.best_epoch], 8),
-            "warm_start": bool(spec.warm_start and fold.index > 0),
-            "train_loss_curve": _rounded(history.train_loss),
-            "validation_loss_curve": _rounded(history.validation_loss),
-        }
-        return FoldFit(model.predict(d, fold.test_rows), info)
-
-    with torch_runtime(spec, device):
-        result = run_walk_forward(data, folds, spec.family, predict, progress)
-        final_rows = np.flatnonzero(data.labelled)
-        epochs = histories[-1].best_epoch
-        final, final_history = fit_neural_model(
-            data,
-            spec,
-            final_rows,
-            None,
-            epochs=epochs,
-            init=previous[-1] if spec.warm_start else None,
-            progress=progress,
-            label=f"{data.horizon} {spec.family} final model",
-        )
-    if progress is not None:
-        progress(
-            f"{data.horizon} {spec.family} final model: {final_rows.size} labelled rows, "
-            f"{epochs} epochs (the last fold's best epoch), {len(final.features)} features, "
-            f"on {device} ({final.precision})"
-        )
-    return NeuralRun(result, tuple(histories), final, final_history, final_rows, device)
