@@ -29,6 +29,12 @@ def _obj(props: Mapping[str, Any], extra: bool = False) -> dict[str, Any]:
     }
 
 
+def _optional(schema: dict[str, Any], **props: Any) -> dict[str, Any]:
+    """``schema`` (an object) that may also have ``props``, none of them required."""
+    schema["properties"].update(props)
+    return schema
+
+
 def _array(items: Mapping[str, Any]) -> dict[str, Any]:
     return {"type": "array", "items": dict(items)}
 
@@ -203,25 +209,29 @@ SCHEMA: dict[str, Any] = {
                             ),
                         }
                     ),
-                    "truncation": _obj(
-                        {
-                            "status": {"enum": ["passed", "failed", "not_run"]},
-                            "reason": {"type": "string"},
-                            "dates": STRINGS,
-                            "mismatch_count": COUNT,
-                            "mismatches": _array(
-                                _obj(
-                                    {
-                                        "date": {"type": "string"},
-                                        "column": {"type": "string"},
-                                        "stored": {},
-                                        "recomputed": {},
-                                    }
-                                )
-                            ),
-                            "unexplained_columns": STRINGS,
-                            "stored_missing": COUNT,
-                        }
+                    "truncation": _optional(
+                        _obj(
+                            {
+                                "status": {"enum": ["passed", "failed", "not_run"]},
+                                "reason": {"type": "string"},
+                                "dates": STRINGS,
+                                "mismatch_count": COUNT,
+                                "mismatches": _array(
+                                    _obj(
+                                        {
+                                            "date": {"type": "string"},
+                                            "column": {"type": "string"},
+                                            "stored": {},
+                                            "recomputed": {},
+                                        }
+                                    )
+                                ),
+                                "unexplained_columns": STRINGS,
+                                "stored_missing": COUNT,
+                            }
+                        ),
+                        # whether the recomputed rows were computed or reused from the cache
+                        recomputed={"enum": ["computed", "reused"]},
                     ),
                     "lags": _obj(
                         {

@@ -267,6 +267,7 @@ class _Slot:
     parts: dict[str, Any]
     key: str
     reads: Reads
+    label: str = ""
     raw: Any = None
     stored: Stored | None = None
     status: str = REFIT
@@ -329,7 +330,7 @@ class FoldCache:
 
     def _fit(self, slot: _Slot, fold: Fold, budget: int | None, previous: Any) -> None:
         start = time.perf_counter()
-        label = f"{self.data.horizon} {self.learner.family} {slot.name}"
+        label = f"{self.data.horizon} {self.learner.family} {slot.label or slot.name}"
         slot.stored = self.learner.fit(self.data, fold, budget, previous, label)
         slot.fit_seconds = time.perf_counter() - start
         slot.raw = _entry(
@@ -356,6 +357,7 @@ class FoldCache:
         for fold in folds:
             name = f"fold {fold.index}"
             slot = self._slot(name, fold, None, previous)
+            slot.label = f"fold {fold.index + 1}/{len(folds)}"
             slots.append(slot)
             previous = slot.key if learner.chained else ""
         todo = [(s, f) for s, f in zip(slots, folds, strict=True) if s.status == REFIT]
@@ -420,6 +422,7 @@ class FoldCache:
         fold = Fold(-1, self.data.rows, rows, _EMPTY, _EMPTY)
         chained = self.learner.chained and previous is not None
         slot = self._slot(FINAL, fold, budget, previous.key if chained and previous else "")
+        slot.label = "final model"
         if slot.status == REFIT:
             init = self._model(previous) if chained and previous else None
             self._fit(slot, fold, budget, init)

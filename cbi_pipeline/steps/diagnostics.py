@@ -7,7 +7,10 @@ benchmark, so all three write the same JSON.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import datetime as dt
+import io
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,7 @@ from cbi_pipeline.core.diagnostics import build_diagnostics
 from cbi_pipeline.core.diagnostics_plot import diagnostics_png
 from cbi_pipeline.core.diagnostics_schema import validate_diagnostics
 from cbi_pipeline.core.export import export_filename
+from cbi_pipeline.core.fingerprint import code_fingerprint, digest, json_digest
 from cbi_pipeline.core.leakage.alignment import require_columns
 from cbi_pipeline.core.leakage.spec import DEFAULT_LEAKAGE, LeakageSpec
 from cbi_pipeline.core.leakage.truncation import (
@@ -78,6 +82,152 @@ def export_feature_builder(settings: Settings) -> Builder:
     return feature_builder(settings.panel_spec(), settings.feature_spec(), correlations)
 
 
+# --- the recomputed rows, cached under the data root -------------------------------------------
+
+# The code the recomputation runs (a package counts all its files) and the libraries it runs on.
+TRUNCATION_CODE = (
+    "cbi_pipeline.core.features",
+    "cbi_pipeline.core.panel",
+    "cbi_pipeline.core.correlations",
+    "cbi_pipeline.core.curves",
+    "cbi_pipeline.core.leakage",
+    "cbi_pipeline.core.export",
+    "cbi_pipeline.core.blocks",
+    "cbi_pipeline.core.contracts",
+    "cbi_pipeline.core.regimes",
+    "cbi_pipeline.steps.diagnostics",
+)
+TRUNCATION_LIBRARIES = ("polars", "numpy", "numba")
+COMPUTED, REUSED = "computed", "reused"
+# per cached row: the columns of the union its recomputed row did not have
+ABSENT = "__truncation_absent__"
+
+Rows = dict[dt.date, dict[str, object]]
+
+
+def frame_digest(frame: pl.DataFrame | None) -> str:
+    """The digest of a frame's schema and contents (its uncompressed Arrow IPC bytes)."""
+    if frame is None:
+        return digest("no frame")
+    buffer = frame.write_ipc(None, compression="uncompressed")
+    return digest(buffer.getvalue())
+
+
+def truncation_key(
+    market: pl.DataFrame,
+    signals: pl.DataFrame,
+    curve: pl.DataFrame | None,
+    dates: Sequence[dt.date],
+    settings: Settings,
+) -> str:
+    """Everything the recomputed rows depend on: the raw frames, the cut dates, the settings
+    the builder reads and the code (and library versions) that builds the features."""
+    return json_digest(
+        {
+            "market": frame_digest(market),
+            "signals": frame_digest(signals),
+            "curve": frame_digest(curve),
+            "dates": [d.isoformat() for d in dates],
+            "panel": repr(settings.panel_spec()),
+            "features": repr(settings.feature_spec()),
+            "correlations": repr(settings.correlation_spec()),
+            "target": settings.target_symbol,
+            "code": code_fingerprint(TRUNCATION_CODE, TRUNCATION_LIBRARIES),
+        }
+    )
+
+
+def encode_rows(rows: Rows) -> bytes | None:
+    """The rows as parquet bytes (one row per date, the union of their columns, plus which of
+    them each row lacked), or None when they do not read back exactly as given."""
+    columns = list(dict.fromkeys(k for row in rows.values() for k in row))
+    if not rows or ABSENT in columns or "date" not in columns:
+        return None
+    records = [
+        {**{c: row.get(c) for c in columns}, ABSENT: [c for c in columns if c not in row]}
+        for row in rows.values()
+    ]
+    try:
+        frame = pl.DataFrame(
+            records, infer_schema_length=None, schema_overrides={ABSENT: pl.List(pl.String)}
+        )
+        buffer = io.BytesIO()
+        frame.write_parquet(buffer, compression="zstd")
+    except Exception:  # a value polars cannot hold in one column: not cached
+        return None
+    data = buffer.getvalue()
+    back = decode_rows(data, list(rows))
+    return data if back is not None and same_rows(back, rows) else None
+
+
+def decode_rows(data: bytes, dates: Sequence[dt.date]) -> Rows | None:
+    """The rows ``encode_rows`` stored for ``dates``, or None for bytes that are not that."""
+    try:
+        frame = pl.read_parquet(io.BytesIO(data))
+        if (
+            ABSENT not in frame.columns
+            or frame.schema.get("date") != pl.Date
+            or frame["date"].to_list() != list(dates)
+        ):
+            return None
+        rows: Rows = {}
+        for t, record in zip(dates, frame.iter_rows(named=True), strict=True):
+            absent = set(record.pop(ABSENT) or ())
+            rows[t] = {k: v for k, v in record.items() if k not in absent}
+        return rows
+    except Exception:  # garbage, a truncated file, a schema that is not ours
+        return None
+
+
+def same_rows(a: Mapping[dt.date, Mapping[str, object]], b: Rows) -> bool:
+    """Same dates, same columns, values of the same type and equal (NaN equal to NaN)."""
+    return list(a) == list(b) and all(
+        a[t].keys() == b[t].keys() and all(_same(a[t][k], b[t][k]) for k in b[t]) for t in b
+    )
+
+
+def _same(x: object, y: object) -> bool:
+    if type(x) is not type(y):
+        return False
+    if isinstance(x, float) and isinstance(y, float):
+        if math.isnan(x) or math.isnan(y):
+            return math.isnan(x) and math.isnan(y)
+        return x == y and math.copysign(1.0, x) == math.copysign(1.0, y)
+    return x == y
+
+
+def cached_recompute(
+    root: DataRoot,
+    market: pl.DataFrame,
+    signals: pl.DataFrame,
+    dates: Sequence[dt.date],
+    settings: Settings,
+    curve: pl.DataFrame | None = None,
+) -> tuple[Rows, str]:
+    """``recompute_at_dates`` with the export's feature builder, reused from the data root's
+    truncation cache when an entry for the same inputs is there (``REUSED``), else computed,
+    stored and the other entries removed (``COMPUTED``). An entry whose bytes do not match the
+    digest in its name, or that does not read back as rows for these dates, is recomputed and
+    replaced."""
+    key = truncation_key(market, signals, curve, dates, settings)
+    # An entry is named by its key and the digest of its bytes: one edited, truncated or
+    # replaced after it was written no longer matches its name and is not trusted.
+    for path in sorted(root.truncation_cache(key).parent.glob(f"{key}-*.parquet")):
+        data = path.read_bytes()
+        if path.stem == f"{key}-{digest(data)}":
+            cached = decode_rows(data, dates)
+            if cached is not None:
+                return cached, REUSED
+    rows = recompute_at_dates(market, signals, dates, export_feature_builder(settings), curve)
+    data = encode_rows(rows)
+    if data is not None:
+        path = write_bytes(data, root.truncation_cache(f"{key}-{digest(data)}"))
+        for other in path.parent.glob("*.parquet"):
+            if other.name != path.name:
+                other.unlink(missing_ok=True)
+    return rows, COMPUTED
+
+
 def run_truncation(
     exports: Mapping[str, pl.DataFrame],
     market: pl.DataFrame,
@@ -85,15 +235,21 @@ def run_truncation(
     settings: Settings,
     spec: LeakageSpec = DEFAULT_LEAKAGE,
     curve: pl.DataFrame | None = None,
-) -> dict[str, TruncationResult]:
+    root: DataRoot | None = None,
+) -> tuple[dict[str, TruncationResult], str]:
     """Recompute features from the raw data (the curve too, when there is one) cut at a sample
-    of dates once, then compare every export's stored features at those dates with them."""
+    of dates once (or reuse the rows cached under ``root``), then compare every export's stored
+    features at those dates with them. Also returns ``COMPUTED`` or ``REUSED``."""
     first = next(iter(exports.values()))
     dates = truncation_dates(first, spec.truncation_dates)
-    build = export_feature_builder(settings)
-    recomputed = recompute_at_dates(market, signals, dates, build, curve)
+    if root is None or not dates:
+        build = export_feature_builder(settings)
+        recomputed, how = recompute_at_dates(market, signals, dates, build, curve), COMPUTED
+    else:
+        recomputed, how = cached_recompute(root, market, signals, dates, settings, curve)
     price = close_column(settings.target_symbol)
-    return {h: compare_truncated(ex, recomputed, price, spec) for h, ex in exports.items()}
+    results = {h: compare_truncated(ex, recomputed, price, spec) for h, ex in exports.items()}
+    return results, how
 
 
 def _write(
@@ -124,11 +280,12 @@ def diagnose_root(
     market, signals = tasks.read_raw(root)
     blocks = load_blocks(root.feature_catalog)
     curve = tasks.read_curve(root)
-    truncation = run_truncation(exports, market, signals, settings, spec, curve)
+    truncation, how = run_truncation(exports, market, signals, settings, spec, curve, root)
     outputs = []
     for h, export in exports.items():
         source = str(root.export(export_filename(settings.target_symbol, settings.surface, h)))
         payload = build_diagnostics(export, h, truncation[h], blocks, source, spec)
+        payload["leakage"]["truncation"]["recomputed"] = how
         outputs.append(
             _write(payload, export, root.diagnostics(h), root.diagnostics_plot(h) if plot else None)
         )
@@ -174,10 +331,11 @@ def diagnose_file(
     else:
         market, signals = tasks.read_raw(raw_root)
         curve = tasks.read_curve(raw_root)
-        truncation = run_truncation({horizon: export}, market, signals, settings, spec, curve)[
-            horizon
-        ]
+        results, how = run_truncation({horizon: export}, market, signals, settings, spec, curve)
+        truncation = results[horizon]
     payload = build_diagnostics(export, horizon, truncation, blocks, str(path), spec)
+    if raw_root is not None:
+        payload["leakage"]["truncation"]["recomputed"] = how
     return _write(payload, export, out, out.with_suffix(".png") if plot else None)
 
 

@@ -90,6 +90,10 @@ class DataRoot:
     def correlation_partition(self, as_of: str) -> Path:
         return self.path("exports", "cache", as_of)
 
+    def truncation_cache(self, key: str) -> Path:
+        """The feature rows the truncation test recomputed from the raw data, for one key."""
+        return self.path("cache", "truncation", f"{key}.parquet")
+
     def diagnostics(self, horizon: str) -> Path:
         return self.path("diagnostics", f"{horizon}.json")
 

@@ -288,7 +288,9 @@ class Tracker:
         predictions_path: Path,
         tags: Mapping[str, str] | None = None,
     ) -> TrackedRun:
-        """A parent run with parameters, overall metrics and the model files; a child run per fold.
+        """A parent run with parameters, overall metrics and the model files; a child run per fold
+        fitted in this run (a fold the fold cache reused was logged by the run that fitted it;
+        the parent's tags count both, and ``fold_val_mape`` covers every fold).
 
         The manifest (``store.models.build_manifest``) is the single source of what is logged.
         Its ``feature_importance`` (tree families) goes in as the metrics
@@ -312,7 +314,11 @@ class Tracker:
         now = int(time.time() * 1000)
         try:
             fold_ids = []
+            reused = 0
             for fold in manifest["folds"]:
+                if (fold.get("cache") or {}).get("status") in ("reused", "predicted"):
+                    reused += 1
+                    continue
                 child = client.create_run(
                     eid,
                     run_name=f"{family} {horizon} fold {fold['fold']}",
@@ -388,7 +394,10 @@ class Tracker:
                 run_id,
                 metrics=metrics,
                 params=[Param(k, _param(v)) for k, v in run_params.items()],
-                tags=[RunTag("cbi.fold_runs", str(len(fold_ids)))],
+                tags=[
+                    RunTag("cbi.fold_runs", str(len(fold_ids))),
+                    RunTag("cbi.folds_reused", str(reused)),
+                ],
             )
             if importance:
                 method = manifest.get("feature_importance_method")

@@ -204,9 +204,9 @@ def walk_forward_trees(
     final, _, note = cache.final(final_rows, int(result.folds[-1].info["trees"]), None)
     if progress is not None:
         progress(
-            f"{data.horizon} {spec.family} final model ({note.status}): {final_rows.size} "
+            f"{data.horizon} {spec.family} final model: {final_rows.size} "
             f"labelled rows, {final.trees} trees (the last fold's choice), "
-            f"{len(final.features)} features"
+            f"{len(final.features)} features ({note.status}: {note.reason})"
         )
     return TreeRun(result, final, final_rows, cache.finish())
 

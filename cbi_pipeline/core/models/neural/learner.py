@@ -171,9 +171,10 @@ def walk_forward_neural(
         final, stored, note = cache.final(final_rows, epochs, slots[-1])
     if progress is not None:
         progress(
-            f"{data.horizon} {spec.family} final model ({note.status}): {final_rows.size} "
+            f"{data.horizon} {spec.family} final model: {final_rows.size} "
             f"labelled rows, {epochs} epochs (the last fold's best epoch), "
-            f"{len(final.features)} features, on {device} ({final.precision})"
+            f"{len(final.features)} features, on {device} ({final.precision}; {note.status}: "
+            f"{note.reason})"
         )
     summary = cache.finish()
     return NeuralRun(result, histories, final, history_of(stored), final_rows, device, summary)
