@@ -219,9 +219,9 @@ def cached_recompute(
             if cached is not None:
                 return cached, REUSED
     rows = recompute_at_dates(market, signals, dates, export_feature_builder(settings), curve)
-    data = encode_rows(rows)
-    if data is not None:
-        path = write_bytes(data, root.truncation_cache(f"{key}-{digest(data)}"))
+    encoded = encode_rows(rows)
+    if encoded is not None:
+        path = write_bytes(encoded, root.truncation_cache(f"{key}-{digest(encoded)}"))
         for other in path.parent.glob("*.parquet"):
             if other.name != path.name:
                 other.unlink(missing_ok=True)
