@@ -25,6 +25,7 @@ The final model (every labelled row) is cached the same way under the name ``fin
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -33,7 +34,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from cbi_pipeline.core.fingerprint import json_digest, row_digests, rows_digest
+from cbi_pipeline.core.fingerprint import digest, json_digest, row_digests, rows_digest
 from cbi_pipeline.core.walkforward import (
     Fold,
     FoldFit,
@@ -47,6 +48,8 @@ FINAL = "final"
 REUSED, PREDICTED, REFIT = "reused", "predicted", "refit"
 KINDS = ("features", "labels", "prices")
 _EMPTY = np.zeros(0, dtype=np.int64)
+_PRINTS: dict[str, RowPrints] = {}
+_PRINTS_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True, eq=False)
@@ -61,13 +64,25 @@ class RowPrints:
 
     @classmethod
     def of(cls, data: TrainingData) -> RowPrints:
+        """The data's row digests; every family of a horizon reads the same export, so the
+        digests of the last few distinct data sets are kept (keyed by their bytes)."""
         days = np.asarray(data.dates, dtype="datetime64[D]").astype(np.int64)
-        return cls(
+        columns = (days, data.X, data.label, data.weight, data.labelled, data.price)
+        key = digest(*(np.ascontiguousarray(c).tobytes() for c in columns), str(data.X.shape))
+        with _PRINTS_LOCK:
+            if key in _PRINTS:
+                return _PRINTS[key]
+        prints = cls(
             data.dates,
             row_digests(days, data.X),
             row_digests(days, data.label, data.weight, data.labelled.astype(np.uint8)),
             row_digests(days, data.price),
         )
+        with _PRINTS_LOCK:
+            _PRINTS[key] = prints
+            while len(_PRINTS) > 8:
+                _PRINTS.pop(next(iter(_PRINTS)))
+        return prints
 
     def of_kind(self, kind: str) -> np.ndarray:
         return {"features": self.features, "labels": self.labels, "prices": self.prices}[kind]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import platform
@@ -96,8 +97,10 @@ def detect_ram_gb() -> float:
     return round(total / 2**30, 1)
 
 
+@functools.cache
 def detect_device() -> str:
-    """``cuda`` or ``mps`` when torch is installed and sees one, else ``cpu``. Imports torch lazily."""
+    """``cuda`` or ``mps`` when torch is installed and sees one, else ``cpu``. Imports torch lazily.
+    Asked once per process: the accelerators do not come and go, and asking costs 0.4 s."""
     import importlib.util
 
     if importlib.util.find_spec("torch") is None:

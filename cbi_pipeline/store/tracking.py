@@ -289,8 +289,8 @@ class Tracker:
         tags: Mapping[str, str] | None = None,
     ) -> TrackedRun:
         """A parent run with parameters, overall metrics and the model files; a child run per fold
-        fitted in this run (a fold the fold cache reused was logged by the run that fitted it;
-        the parent's tags count both, and ``fold_val_mape`` covers every fold).
+        model fitted in this run (a fold the fold cache reused was logged by the run that fitted
+        it; the parent's tags count both, and its ``fold_val_mape`` covers every fold).
 
         The manifest (``store.models.build_manifest``) is the single source of what is logged.
         Its ``feature_importance`` (tree families) goes in as the metrics
@@ -316,8 +316,12 @@ class Tracker:
             fold_ids = []
             reused = 0
             for fold in manifest["folds"]:
-                if (fold.get("cache") or {}).get("status") in ("reused", "predicted"):
-                    reused += 1
+                # A child run per fold fitted in this run; a reused fold was logged by the run
+                # that fitted it, and a closed-form family (random walk, drift, futures curve,
+                # ensemble) fits no fold model: the parent's fold_val_mape covers every fold.
+                status = (fold.get("cache") or {}).get("status")
+                if status != "refit":
+                    reused += status in ("reused", "predicted")
                     continue
                 child = client.create_run(
                     eid,

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+import functools
 from dataclasses import dataclass
 
 import polars as pl
@@ -102,6 +103,9 @@ def last_business_day(year: int, month: int) -> dt.date:
     return day
 
 
+@functools.lru_cache(
+    maxsize=4096
+)  # a pure function of the code, asked for every contract per build
 def first_notice_day(contract: str) -> dt.date:
     """The last business day (Mon-Fri, no holidays) of the month before the delivery month:
     ``ZLH1996`` -> 1996-02-29."""

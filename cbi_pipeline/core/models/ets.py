@@ -33,7 +33,9 @@ The optimiser is deterministic, so the same data gives identical predictions.
 
 from __future__ import annotations
 
+import hashlib
 import math
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -102,13 +104,27 @@ def ets_fit_from_model(model: Mapping[str, Any], fit_rows: int) -> EtsFit:
 
 
 def fit_ets(y: np.ndarray, model: str = ETS_MODEL, damped: bool | None = None) -> EtsFit:
-    """Fit statsforecast's AutoETS (season_length 1) to a series (here: log prices)."""
-    # statsforecast: heavy import (numba-compiled kernels), kept lazy.
-    from statsforecast.models import AutoETS
+    """Fit statsforecast's AutoETS (season_length 1) to a series (here: log prices).
 
+    Every horizon fits the same prices (its folds start on the same dates, its final model on
+    the same history): a fit is kept for the last few distinct series, keyed by their bytes."""
     y = np.ascontiguousarray(y, dtype=np.float64)
     if y.ndim != 1 or not np.isfinite(y).all():
         raise EtsError(f"expected a one-dimensional finite series, got shape {y.shape}")
+    return _fit_ets(hashlib.blake2b(y.tobytes(), digest_size=16).hexdigest(), y, model, damped)
+
+
+_FITS: OrderedDict[tuple[str, str, bool | None], EtsFit] = OrderedDict()
+
+
+def _fit_ets(key: str, y: np.ndarray, model: str, damped: bool | None) -> EtsFit:
+    memo = (key, model, damped)
+    if memo in _FITS:
+        _FITS.move_to_end(memo)
+        return _FITS[memo]
+    # statsforecast: heavy import (numba-compiled kernels), kept lazy.
+    from statsforecast.models import AutoETS
+
     try:
         fitted = AutoETS(season_length=SEASON_LENGTH, model=model, damped=damped).fit(y)
     except Exception as exc:  # statsforecast raises bare Exception / NotImplementedError
@@ -116,7 +132,11 @@ def fit_ets(y: np.ndarray, model: str = ETS_MODEL, damped: bool | None = None) -
             f"AutoETS(model={model!r}) could not be fitted to {y.size} observations: "
             f"{type(exc).__name__}: {exc}"
         ) from exc
-    return ets_fit_from_model(fitted.model_, y.size)
+    fit = ets_fit_from_model(fitted.model_, y.size)
+    _FITS[memo] = fit
+    while len(_FITS) > 64:
+        _FITS.popitem(last=False)
+    return fit
 
 
 def ets_states(fit: EtsFit, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -16,12 +16,15 @@ feature it reads, as a share of all.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from cbi_pipeline.core.fingerprint import digest
 from cbi_pipeline.core.vocabulary import LIGHTGBM, TREE_FAMILIES, XGBOOST
 from cbi_pipeline.core.walkforward import TrainingData, normalised_weights
 
@@ -136,10 +139,33 @@ def correlation_scores(X: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.where(flat | ~np.isfinite(corr), -1.0, np.minimum(corr, 1.0))
 
 
+# The four model families rank the same fold's fit rows: the scores are kept for the last few
+# distinct (X, y), keyed by their bytes, so each fold's ranking is computed once per horizon.
+_SCORES: OrderedDict[str, np.ndarray] = OrderedDict()
+_SCORES_KEPT = 64
+_SCORES_LOCK = threading.Lock()
+
+
+def _scores(X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    X = np.ascontiguousarray(X)
+    y = np.ascontiguousarray(y)
+    key = digest(X.dtype.str, str(X.shape), X.tobytes(), y.dtype.str, y.tobytes())
+    with _SCORES_LOCK:
+        if key in _SCORES:
+            _SCORES.move_to_end(key)
+            return _SCORES[key]
+    scores = correlation_scores(X, y)
+    with _SCORES_LOCK:
+        _SCORES[key] = scores
+        while len(_SCORES) > _SCORES_KEPT:
+            _SCORES.popitem(last=False)
+    return scores
+
+
 def select_features(X: np.ndarray, y: np.ndarray, max_features: int) -> np.ndarray:
     """Column indices (ascending) of the ``max_features`` best-scoring columns; ties by position."""
     k = X.shape[1] if max_features == 0 else min(max_features, X.shape[1])
-    order = np.argsort(-correlation_scores(X, y), kind="stable")
+    order = np.argsort(-_scores(X, y), kind="stable")
     return np.sort(order[:k])
 
 
