@@ -10,6 +10,7 @@ from cbi_pipeline.core.tables import text_table
 from cbi_pipeline.core.vocabulary import GATE_CHECKS
 from cbi_pipeline.steps.data import export_table
 from cbi_pipeline.steps.evaluation import gate_table
+from cbi_pipeline.store.foldcache import fold_cache_table
 from cbi_pipeline.store.root import DataRoot
 
 NAME = "cycle"
@@ -53,6 +54,11 @@ def run(args: argparse.Namespace) -> int:
         + f" ({len(report.run_ids)} Dagster runs in {instance.root_directory})"
     )
     print(text_table(export_table(root, settings, chosen)))
+    print(
+        "fold cache (reused: model and predictions kept; predicted: model kept, its changed test "
+        "rows predicted with it; refit: fitted in this cycle, with the reason):"
+    )
+    print(text_table(fold_cache_table(root, chosen)))
     gate_checks = set(GATE_CHECKS.values())
     for label, checks in report.failed_checks.items():
         gates = [c for c in checks if c in gate_checks]

@@ -238,6 +238,13 @@ def _changed_dates(now: RowPrints, before: RowPrints | None, kind: str, rows: np
     return f" on {len(changed)} of its rows, first {now.dates[changed[0]]}"
 
 
+def _span(rows: Any) -> str:
+    """``7016 rows 2000-01-03..2026-11-23`` for a ``[first, last, count]`` span."""
+    if isinstance(rows, list) and len(rows) == 3:
+        return f"{rows[2]} rows {rows[0]}..{rows[1]}"
+    return str(rows)
+
+
 def refit_reason(
     problem: str | None,
     raw: Any,
@@ -256,7 +263,7 @@ def refit_reason(
     if old.get("params") != parts["params"]:
         why.append("parameters changed")
     if old.get("rows") != parts["rows"]:
-        why.append(f"its rows changed ({old.get('rows')} -> {parts['rows']})")
+        why.append(f"its rows changed ({_span(old.get('rows'))} -> {_span(parts['rows'])})")
     elif old.get("budget") != parts.get("budget"):
         why.append(f"its tree or epoch budget changed ({old.get('budget')} -> {parts['budget']})")
     for kind in KINDS:

@@ -450,5 +450,10 @@ def fold_table(output: FamilyOutput) -> pl.DataFrame:
         row["mape_pct"] = round(f["val_mape"], 4)
         if "epochs" in f:
             row["seconds"] = f["seconds"]
+        if "cache" in f:
+            cache = f["cache"]
+            row["fold_cache"] = cache["status"] + (
+                f": {cache['reason']}" if cache["status"] == "refit" else ""
+            )
         rows.append(row)
     return pl.DataFrame(rows)

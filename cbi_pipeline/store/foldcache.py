@@ -11,7 +11,7 @@ reported as a reason to refit, never raised.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +20,12 @@ import polars as pl
 
 from cbi_pipeline.core.fingerprint import DIGEST_BYTES
 from cbi_pipeline.core.foldcache import KINDS, RowPrints
+from cbi_pipeline.core.vocabulary import ETS, MODEL_FAMILIES
+from cbi_pipeline.store.models import MANIFEST_FILE
 from cbi_pipeline.store.root import (
     DataRoot,
     StorageError,
+    read_json,
     read_parquet,
     write_bytes,
     write_json,
@@ -87,3 +90,36 @@ class FileFoldStore:
             schema={"date": pl.Date, **dict.fromkeys(KINDS, pl.Binary)},
         )
         write_parquet(frame, self.dir / ROWS_FILE)
+
+
+def fold_cache_line(cache: Mapping[str, Any]) -> str:
+    """``17 reused, 1 predicted, 0 refit; final refit (its rows changed ...)``."""
+    final = cache.get("final")
+    text = (
+        f"{cache['reused_folds']} reused, {cache['predicted_folds']} predicted with the kept "
+        f"model, {cache['refit_folds']} refit"
+    )
+    if cache["refit"]:
+        reasons = sorted(set(cache["refit"].values()))
+        text += f" ({'; '.join(reasons[:2])}{'; ...' if len(reasons) > 2 else ''})"
+    if final:
+        text += f"; final model {final['status']} ({final['reason']})"
+    return text
+
+
+def fold_cache_table(root: DataRoot, horizons: Sequence[str]) -> pl.DataFrame:
+    """Per horizon and cached family, what the last training did with each fold: reused (model
+    and predictions kept), predicted (model kept, changed test rows predicted with it) or refit,
+    the refit reasons and the final model's status."""
+    rows = []
+    for h in horizons:
+        for family in (*MODEL_FAMILIES, ETS):
+            path = root.model_dir(h, family) / MANIFEST_FILE
+            if not path.exists():
+                continue
+            cache = read_json(path, f"{family}[{h}]").get("fold_cache")
+            if cache:
+                rows.append({"horizon": h, "family": family, "fold_cache": fold_cache_line(cache)})
+    return pl.DataFrame(
+        rows, schema={"horizon": pl.String, "family": pl.String, "fold_cache": pl.String}
+    )

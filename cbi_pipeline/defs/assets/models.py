@@ -30,6 +30,7 @@ from cbi_pipeline.defs.errors import reports_input_errors
 from cbi_pipeline.defs.partitions import horizon_partitions
 from cbi_pipeline.defs.resources import HardwareResource, MlflowTracking, PipelineSettings
 from cbi_pipeline.steps.models import fold_table, train
+from cbi_pipeline.store.foldcache import fold_cache_line
 from cbi_pipeline.store.models import FamilyOutput
 from cbi_pipeline.store.tracking import IMPORTANCE_TOP
 
@@ -96,6 +97,13 @@ def family_metadata(out: FamilyOutput) -> dict[str, Any]:
         "predictions_path": dg.MetadataValue.path(str(out.predictions_path)),
         "manifest_path": dg.MetadataValue.path(str(out.model_dir / "manifest.json")),
     }
+    cache = out.manifest.get("fold_cache")
+    if cache:
+        entry["fold_cache"] = fold_cache_line(cache)
+        entry["folds_reused"] = cache["reused_folds"] + cache["predicted_folds"]
+        entry["folds_refit"] = cache["refit_folds"]
+        if cache["refit"]:
+            entry["refit_reasons"] = dg.MetadataValue.json(cache["refit"])
     if out.trees:
         entry["trees_per_fold"] = dg.MetadataValue.json(out.trees)
         entry["final_trees"] = final["trees"]
