@@ -196,6 +196,22 @@ def _same(x: object, y: object) -> bool:
     return x == y
 
 
+def _cut(frame: pl.DataFrame | None, t: dt.date) -> pl.DataFrame | None:
+    return None if frame is None else frame.filter(pl.col("date") <= t)
+
+
+def _cached_row(root: DataRoot, key: str, t: dt.date) -> tuple[Rows | None, str]:
+    # An entry is named by its key and the digest of its bytes: one edited, truncated or
+    # replaced after it was written no longer matches its name and is not trusted.
+    for path in sorted(root.truncation_cache(key).parent.glob(f"{key}-*.parquet")):
+        data = path.read_bytes()
+        if path.stem == f"{key}-{digest(data)}":
+            cached = decode_rows(data, [t])
+            if cached is not None:
+                return cached, path.name
+    return None, ""
+
+
 def cached_recompute(
     root: DataRoot,
     market: pl.DataFrame,
@@ -204,28 +220,45 @@ def cached_recompute(
     settings: Settings,
     curve: pl.DataFrame | None = None,
 ) -> tuple[Rows, str]:
-    """``recompute_at_dates`` with the export's feature builder, reused from the data root's
-    truncation cache when an entry for the same inputs is there (``REUSED``), else computed,
-    stored and the other entries removed (``COMPUTED``). An entry whose bytes do not match the
-    digest in its name, or that does not read back as rows for these dates, is recomputed and
-    replaced."""
-    key = truncation_key(market, signals, curve, dates, settings)
-    # An entry is named by its key and the digest of its bytes: one edited, truncated or
-    # replaced after it was written no longer matches its name and is not trusted.
-    for path in sorted(root.truncation_cache(key).parent.glob(f"{key}-*.parquet")):
-        data = path.read_bytes()
-        if path.stem == f"{key}-{digest(data)}":
-            cached = decode_rows(data, dates)
-            if cached is not None:
-                return cached, REUSED
-    rows = recompute_at_dates(market, signals, dates, export_feature_builder(settings), curve)
-    encoded = encode_rows(rows)
-    if encoded is not None:
-        path = write_bytes(encoded, root.truncation_cache(f"{key}-{digest(encoded)}"))
-        for other in path.parent.glob("*.parquet"):
-            if other.name != path.name:
-                other.unlink(missing_ok=True)
-    return rows, COMPUTED
+    """``recompute_at_dates`` with the export's feature builder, one cut date at a time: the row
+    at ``t`` is built from the raw rows dated at or before ``t`` only, so it is cached under a
+    key over those rows (``truncation_key`` of the cut frames). A new day changes the last
+    date's cut and the dates that move with it; the other dates' rows are reused. Returns the
+    rows and ``REUSED`` when every date was reused, else ``COMPUTED``. An entry whose bytes do
+    not match the digest in its name, or that does not read back as the row for its date, is
+    recomputed and replaced; entries for dates no longer asked for are removed."""
+    rows: Rows = {}
+    kept: set[str] = set()
+    todo: list[tuple[dt.date, str]] = []
+    for t in dates:
+        key = truncation_key(
+            market.filter(pl.col("date") <= t),
+            signals.filter(pl.col("date") <= t),
+            _cut(curve, t),
+            [t],
+            settings,
+        )
+        cached, name = _cached_row(root, key, t)
+        if cached is None:
+            todo.append((t, key))
+        else:
+            rows[t] = cached[t]
+            kept.add(name)
+    if todo:
+        built = recompute_at_dates(
+            market, signals, [t for t, _ in todo], export_feature_builder(settings), curve
+        )
+        for t, key in todo:
+            rows[t] = built[t]
+            encoded = encode_rows({t: built[t]})
+            if encoded is not None:
+                kept.add(
+                    write_bytes(encoded, root.truncation_cache(f"{key}-{digest(encoded)}")).name
+                )
+    for other in root.truncation_cache("x").parent.glob("*.parquet"):
+        if other.name not in kept:
+            other.unlink(missing_ok=True)
+    return {t: rows[t] for t in dates}, COMPUTED if todo else REUSED
 
 
 def run_truncation(

@@ -50,7 +50,9 @@ def main() -> int:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="cbi-neural-bench-") as tmp:
-        settings = settings_from_env({"data_root": args.data_root or tmp, "fold_cache": 0})  # time fitting, not the fold cache
+        settings = settings_from_env(
+            {"data_root": args.data_root or tmp, "fold_cache": 0}
+        )  # time fitting, not the fold cache
         ensure_export(settings, args.horizon)
         system = detect_system(device=args.device)
         hyper = get_config_for_model("lstm", args.horizon, system)

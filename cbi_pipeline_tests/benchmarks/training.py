@@ -60,7 +60,9 @@ def main() -> int:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="cbi-train-bench-") as tmp:
-        settings = settings_from_env({"data_root": args.data_root or tmp, "fold_cache": 0})  # time fitting, not the fold cache
+        settings = settings_from_env(
+            {"data_root": args.data_root or tmp, "fold_cache": 0}
+        )  # time fitting, not the fold cache
         ensure_export(settings, args.horizon)
         system = detect_system()
         print(f"{system.cores} cores, {system.platform}; max_features={settings.max_features}")

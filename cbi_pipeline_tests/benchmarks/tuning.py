@@ -37,7 +37,9 @@ def main() -> int:
     parser.add_argument("--family", default="lightgbm")
     parser.add_argument("--trials", type=int, default=20)
     args = parser.parse_args()
-    settings = settings_from_env({"data_root": args.data_root, "fold_cache": 0})  # time fitting, not the fold cache
+    settings = settings_from_env(
+        {"data_root": args.data_root, "fold_cache": 0}
+    )  # time fitting, not the fold cache
     root = DataRoot(settings.data_root)
     export = root.export(export_filename(settings.target_symbol, settings.surface, args.horizon))
     if not export.exists():

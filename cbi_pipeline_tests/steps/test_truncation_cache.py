@@ -32,9 +32,9 @@ def setup(built, tmp_path, monkeypatch) -> tuple[Settings, DataRoot, list[int]]:
     calls: list[int] = []
     real = diagnosing.recompute_at_dates
 
-    def counted(*args, **kwargs):
-        calls.append(1)
-        return real(*args, **kwargs)
+    def counted(market, signals, dates, *args, **kwargs):
+        calls.append(len(dates))  # one entry per recomputation: how many cut dates it built
+        return real(market, signals, dates, *args, **kwargs)
 
     monkeypatch.setattr(diagnosing, "recompute_at_dates", counted)
     return settings, DataRoot(settings.data_root), calls
@@ -68,7 +68,7 @@ def test_second_horizon_reuses_the_rows_and_gets_the_same_result(setup):
     assert truncation(first)["recomputed"] == "computed"
     assert truncation(second)["recomputed"] == "reused"
     assert truncation(second)["status"] == "passed"
-    assert len(cache_files(root)) == 1
+    assert len(cache_files(root)) == len(truncation(second)["dates"]) == calls[0]  # one per date
     # the rows the cache hands back are the very rows a recomputation gives
     reused, how = truncate(root, settings)
     fresh, fresh_how = truncate(root, settings, cache=False)
@@ -85,7 +85,7 @@ def test_second_horizon_reuses_the_rows_and_gets_the_same_result(setup):
 def test_a_changed_price_is_a_new_key_and_a_recompute(setup):
     settings, root, calls = setup
     truncate(root, settings)
-    (before,) = cache_files(root)
+    before = cache_files(root)
     market = pl.read_parquet(root.raw_market)
     market = market.with_columns(
         pl.when(pl.int_range(pl.len()) == market.height - 3)
@@ -96,8 +96,10 @@ def test_a_changed_price_is_a_new_key_and_a_recompute(setup):
     market.write_parquet(root.raw_market)
     results, how = truncate(root, settings)
     assert (how, len(calls)) == ("computed", 2)
-    (after,) = cache_files(root)  # the older entry is gone
-    assert after != before
+    # Only the cut dates on or after the changed day are rebuilt; the earlier cuts are reused.
+    assert 0 < calls[1] < calls[0]
+    after = cache_files(root)
+    assert len(after) == len(before) and len(set(after) - set(before)) == calls[1]
     assert results == truncate(root, settings, cache=False)[0]
 
 
@@ -105,7 +107,7 @@ def test_a_changed_price_is_a_new_key_and_a_recompute(setup):
 def test_a_damaged_entry_is_recomputed_and_replaced(setup, damage):
     settings, root, calls = setup
     expected, _ = truncate(root, settings)
-    (path,) = cache_files(root)
+    path = cache_files(root)[0]
     good = path.read_bytes()
     if damage == "garbage":
         path.write_bytes(b"PAR1 not a parquet file at all")
@@ -119,7 +121,7 @@ def test_a_damaged_entry_is_recomputed_and_replaced(setup, damage):
             frame = frame.slice(1)
         frame.write_parquet(path)
     results, how = truncate(root, settings)
-    assert (how, len(calls)) == ("computed", 2)
+    assert (how, calls[1:]) == ("computed", [1])  # that date alone is rebuilt
     assert results == expected
     assert path.read_bytes() == good  # overwritten with the rows recomputed
     assert truncate(root, settings)[1] == "reused"
