@@ -260,6 +260,8 @@ def refit_reason(
     why = []
     if old.get("code") != parts["code"]:
         why.append("code changed")
+    if old.get("columns") != parts["columns"] or old.get("spec") != parts["spec"]:
+        why.append("the feature columns or the walk-forward spec changed")
     if old.get("params") != parts["params"]:
         why.append("parameters changed")
     if old.get("rows") != parts["rows"]:
@@ -314,7 +316,12 @@ class FoldCache:
         self.learner, self.data, self.store, self.progress = learner, data, store, progress
         self.prints = RowPrints.of(data)
         self.before = store.previous_prints() if store is not None else None
-        self.base = {"code": code, "params": json_digest(learner.fingerprint()), "spec": spec}
+        self.base = {
+            "code": code,
+            "params": json_digest(learner.fingerprint()),
+            "spec": spec,
+            "columns": json_digest(list(data.features)),  # a model names the features it reads
+        }
         self.notes: list[CacheNote] = []
 
     def _slot(self, name: str, fold: Fold, budget: int | None, previous: str) -> _Slot:
@@ -389,9 +396,10 @@ class FoldCache:
                 f"folds reused from the fold cache, {len(todo)} to fit"
             )
         if learner.chained:
+            position = {id(s): i for i, s in enumerate(slots)}
             for slot, fold in todo:
-                before = slots[fold.index - 1] if fold.index > 0 else None
-                init = self._model(before) if before is not None else None
+                at = position[id(slot)]
+                init = self._model(slots[at - 1]) if at > 0 else None
                 self._fit(slot, fold, None, init)
         elif todo:
             # Folds are independent: fit several at once (each fit single-threaded, so results
@@ -401,8 +409,10 @@ class FoldCache:
         for slot, fold in zip(slots, folds, strict=True):
             self._predict(slot, fold)
 
+        by_fold = {fold.index: slot for slot, fold in zip(slots, folds, strict=True)}
+
         def predict(d: TrainingData, fold: Fold) -> FoldFit:
-            slot = slots[fold.index - folds[0].index]
+            slot = by_fold[fold.index]
             pred = np.asarray(slot.extra["pred_return"], dtype=np.float64)
             info = {**slot.stored.info, "cache": {"status": slot.status, "reason": slot.reason}}  # type: ignore[union-attr]
             return FoldFit(pred, info, seconds=slot.fit_seconds + slot.extra["predict_seconds"])

@@ -99,6 +99,7 @@ TRUNCATION_CODE = (
 )
 TRUNCATION_LIBRARIES = ("polars", "numpy", "numba")
 COMPUTED, REUSED = "computed", "reused"
+KEEP_OTHER_ENTRIES = 32  # cached cut dates kept beside those a call uses
 # per cached row: the columns of the union its recomputed row did not have
 ABSENT = "__truncation_absent__"
 
@@ -106,11 +107,12 @@ Rows = dict[dt.date, dict[str, object]]
 
 
 def frame_digest(frame: pl.DataFrame | None) -> str:
-    """The digest of a frame's schema and contents (its uncompressed Arrow IPC bytes)."""
+    """The digest of a frame's schema and contents, row by row (polars' row hashes, which do not
+    depend on how the frame is chunked; the key's code part pins the polars version)."""
     if frame is None:
         return digest("no frame")
-    buffer = frame.write_ipc(None, compression="uncompressed")
-    return digest(buffer.getvalue())
+    hashes = [frame.hash_rows(seed=seed).to_numpy().tobytes() for seed in (0, 1)]  # 128 bits
+    return digest(repr(frame.schema), str(frame.height), *hashes)
 
 
 def truncation_key(
@@ -226,7 +228,7 @@ def cached_recompute(
     date's cut and the dates that move with it; the other dates' rows are reused. Returns the
     rows and ``REUSED`` when every date was reused, else ``COMPUTED``. An entry whose bytes do
     not match the digest in its name, or that does not read back as the row for its date, is
-    recomputed and replaced; entries for dates no longer asked for are removed."""
+    recomputed and replaced; beyond ``KEEP_OTHER_ENTRIES`` others, the oldest are removed."""
     rows: Rows = {}
     kept: set[str] = set()
     todo: list[tuple[dt.date, str]] = []
@@ -255,9 +257,12 @@ def cached_recompute(
                 kept.add(
                     write_bytes(encoded, root.truncation_cache(f"{key}-{digest(encoded)}")).name
                 )
-    for other in root.truncation_cache("x").parent.glob("*.parquet"):
-        if other.name not in kept:
-            other.unlink(missing_ok=True)
+    # Keep this call's entries and the most recent others (the other horizons' dates, the cuts
+    # of the last nights): the folder stays small and the next call still finds its rows.
+    others = [p for p in root.truncation_cache("x").parent.glob("*.parquet") if p.name not in kept]
+    others.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    for other in others[KEEP_OTHER_ENTRIES:]:
+        other.unlink(missing_ok=True)
     return {t: rows[t] for t in dates}, COMPUTED if todo else REUSED
 
 

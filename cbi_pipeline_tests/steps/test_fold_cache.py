@@ -216,3 +216,32 @@ def test_changed_parameters_refit_every_fold_and_say_so(tmp_path):
     assert cache["reused_folds"] == 0
     assert set(cache["refit"].values()) == {"parameters changed"}
     assert cache["final"] == {"status": "refit", "reason": "parameters changed"}
+
+
+def test_with_warm_start_a_refitted_fold_refits_every_later_one(tmp_path):
+    """Each fold starts from the previous fold's model: its key includes the previous key, so
+    the chain after the first changed fold is refitted, and the result equals a full rebuild."""
+    warm = {**NEURAL, "warm_start": True}
+    market = market_until(tmp_path / "in" / "m.parquet", DAYS)
+    settings = settings_for(tmp_path / "root", market)
+    root = build_tiny_exports(settings)
+    training.train(root, settings, "1m", "lstm", SYSTEM, overrides=warm)
+    data = load_export(root, settings, "1m").data
+    folds = plan_folds(data.dates, data.labelled, settings.walk_forward_spec("1m"))
+    day = data.dates[folds[0].test_rows[-3]].astype(dt.date)  # seen by fold 1's fit rows
+    changed = market_until(tmp_path / "in" / "m2.parquet", DAYS, (day, 1.05))
+    settings = replace(settings, market_paths=(str(changed),))
+    root = build_tiny_exports(settings)
+    (out,) = training.train(root, settings, "1m", "lstm", SYSTEM, overrides=warm)
+    cache = out.manifest["fold_cache"]
+    assert cache["reused_folds"] + cache["predicted_folds"] == 1  # fold 0 cannot see the day
+    assert set(cache["refit"]) == {f"fold {f.index}" for f in folds[1:]}
+    assert (
+        "the previous fold's model changed (warm start)"
+        in cache["refit"][f"fold {folds[-1].index}"]
+    )
+    full_settings = settings_for(tmp_path / "full", changed, fold_cache=0)
+    full_root = build_tiny_exports(full_settings)
+    (full,) = training.train(full_root, full_settings, "1m", "lstm", SYSTEM, overrides=warm)
+    assert pl.read_parquet(out.predictions_path).equals(pl.read_parquet(full.predictions_path))
+    assert out.manifest["model_sha256"] == full.manifest["model_sha256"]

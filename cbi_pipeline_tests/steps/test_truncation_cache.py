@@ -99,7 +99,8 @@ def test_a_changed_price_is_a_new_key_and_a_recompute(setup):
     # Only the cut dates on or after the changed day are rebuilt; the earlier cuts are reused.
     assert 0 < calls[1] < calls[0]
     after = cache_files(root)
-    assert len(after) == len(before) and len(set(after) - set(before)) == calls[1]
+    assert set(before) <= set(after)  # the earlier entries are kept (a few nights' worth)
+    assert len(set(after) - set(before)) == calls[1]
     assert results == truncate(root, settings, cache=False)[0]
 
 
@@ -125,3 +126,22 @@ def test_a_damaged_entry_is_recomputed_and_replaced(setup, damage):
     assert results == expected
     assert path.read_bytes() == good  # overwritten with the rows recomputed
     assert truncate(root, settings)[1] == "reused"
+
+
+def test_a_new_day_rebuilds_only_the_cuts_it_moves(setup):
+    """Yesterday's raw data (the last day cut off) and then today's: the cut dates that stay put
+    are reused, whatever the chunking of the frames they are cut from."""
+    settings, root, calls = setup
+    exports = [root.export(f"zl_training_prod_allhistory_{h}.parquet") for h in HORIZONS]
+    today = {p: pl.read_parquet(p) for p in (root.raw_market, root.raw_signals, *exports)}
+    last = pl.read_parquet(root.raw_market)["date"].max()
+    for path, frame in today.items():
+        frame.filter(pl.col("date") < last).write_parquet(path)
+    yesterday, _ = truncate(root, settings)
+    for path, frame in today.items():  # read back in several chunks: equal cuts, other chunks
+        frame.write_parquet(path, row_group_size=500)
+    results, how = truncate(root, settings)
+    assert how == "computed" and len(calls) == 2
+    moved = set(results["1m"].dates) - set(yesterday["1m"].dates)
+    assert 0 < calls[1] == len(moved) < calls[0]
+    assert results == truncate(root, settings, cache=False)[0]
