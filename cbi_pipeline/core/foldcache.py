@@ -390,10 +390,11 @@ class FoldCache:
             slots.append(slot)
             previous = slot.key if learner.chained else ""
         todo = [(s, f) for s, f in zip(slots, folds, strict=True) if s.status == REFIT]
-        if todo and self.progress is not None:
+        if self.progress is not None:
             self.progress(
                 f"{data.horizon} {learner.family}: {len(folds) - len(todo)} of {len(folds)} "
                 f"folds reused from the fold cache, {len(todo)} to fit"
+                + (f" ({todo[0][0].name}: {todo[0][0].reason})" if todo else "")
             )
         if learner.chained:
             position = {id(s): i for i, s in enumerate(slots)}

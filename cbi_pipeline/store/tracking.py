@@ -213,6 +213,10 @@ def importance_csv(importance: Sequence[Mapping[str, Any]]) -> str:
     return buffer.getvalue()
 
 
+# SQLite stores this process has opened, by tracking URI (see ``Tracker.client``).
+_SQLITE_CLIENTS: dict[str, Any] = {}
+
+
 class Tracker:
     """Logs walk-forward training to one MLflow tracking store."""
 
@@ -244,11 +248,19 @@ class Tracker:
             if not self.tracking_uri.startswith("sqlite:///"):
                 self._client = MlflowClient(tracking_uri=self.tracking_uri)
                 return self._client
+            path = Path(self.tracking_uri.removeprefix("sqlite:///"))
+            known = _SQLITE_CLIENTS.get(self.tracking_uri)
+            if known is not None and path.exists():
+                # This process already opened (and, if new, created) this store: every step of
+                # an in-process cycle reuses the client instead of re-checking the schema.
+                self._client = known
+                return known
             # Creating a new store's schema is not safe across processes (two steps of one run
             # starting on a new store failed in alembic's migrations): one process at a time.
-            with _file_lock(Path(self.tracking_uri.removeprefix("sqlite:///") + ".lock")):
+            with _file_lock(Path(str(path) + ".lock")):
                 client = MlflowClient(tracking_uri=self.tracking_uri)
                 client.search_registered_models(max_results=1)  # the registry's store too
+            _SQLITE_CLIENTS[self.tracking_uri] = client
             self._client = client
         return self._client
 

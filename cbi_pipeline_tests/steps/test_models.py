@@ -204,6 +204,16 @@ def test_mlflow_gets_a_run_per_family_with_nested_fold_runs(export_root, tmp_pat
         assert child.data.params["test_start"] == fold["test"][0]
     artifacts = {a.path for a in client.list_artifacts(out.tracked.run_id, "model")}
     assert artifacts == {"model/manifest.json", "model/model.txt"}
+    # Trained again on the same export: every fold is reused, so no fold is fitted and none
+    # gets a child run; the parent counts them.
+    (again,) = training.train(root, settings, "1m", "lightgbm", SYSTEM, tracker, tags)
+    assert again.tracked is not None
+    rerun = client.get_run(again.tracked.run_id)
+    assert rerun.data.tags["cbi.folds_reused"] == "3" and rerun.data.tags["cbi.fold_runs"] == "0"
+    assert not client.search_runs(
+        [again.tracked.experiment_id], f"tags.mlflow.parentRunId = '{again.tracked.run_id}'"
+    )
+    assert rerun.data.metrics["val_mape"] == run.data.metrics["val_mape"]
     location = client.get_experiment(out.tracked.experiment_id).artifact_location
     assert location == (root.root.resolve() / "mlflow" / "artifacts").as_uri()
     assert out.tracked.url == (
