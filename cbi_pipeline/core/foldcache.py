@@ -362,6 +362,8 @@ class FoldCache:
         label = f"{self.data.horizon} {self.learner.family} {slot.label or slot.name}"
         slot.stored = self.learner.fit(self.data, fold, budget, previous, label)
         slot.fit_seconds = time.perf_counter() - start
+        if self.progress is not None:  # as each fit ends: the MAPE lines follow once all have
+            self.progress(f"{label} fitted in {slot.fit_seconds:.2f}s ({slot.reason})")
         slot.raw = _entry(
             self.learner.family, self.data.horizon, slot.name, slot.key, slot.parts, slot.stored
         )
