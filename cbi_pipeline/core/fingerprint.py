@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 
 DIGEST_BYTES = 16
 
@@ -61,6 +62,15 @@ def row_digests(*columns: np.ndarray) -> np.ndarray:
             h.update(block[i].tobytes())
         out[i] = np.frombuffer(h.digest(), dtype=np.uint8)
     return out
+
+
+def frame_digest(frame: pl.DataFrame | None) -> str:
+    """The digest of a frame's schema and contents, row by row (polars' row hashes, which do not
+    depend on how the frame is chunked; a key that stores it must pin the polars version)."""
+    if frame is None:
+        return digest("no frame")
+    hashes = [frame.hash_rows(seed=seed).to_numpy().tobytes() for seed in (0, 1)]  # 128 bits
+    return digest(repr(frame.schema), str(frame.height), *hashes)
 
 
 def rows_digest(digests: np.ndarray, rows: np.ndarray) -> str:

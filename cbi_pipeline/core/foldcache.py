@@ -108,8 +108,12 @@ def window_rows(rows: np.ndarray, length: int) -> np.ndarray:
     rows = np.asarray(rows, dtype=np.int64)
     if rows.size == 0:
         return _EMPTY
-    reach = (rows[:, None] - np.arange(length, dtype=np.int64)[None, :]).ravel()
-    return np.unique(reach[reach >= 0])
+    # Row r reads [r - length + 1, r]: mark where those intervals start and end, and keep the
+    # rows that some interval covers (linear in the rows, no rows x length array to sort).
+    end = int(rows.max()) + 1
+    starts = np.bincount(np.maximum(rows - length + 1, 0), minlength=end + 1)
+    stops = np.bincount(rows + 1, minlength=end + 1)
+    return np.flatnonzero(np.cumsum(starts - stops)[:end] > 0).astype(np.int64)
 
 
 @dataclass(frozen=True)

@@ -217,23 +217,38 @@ def crop_season(month: pl.Expr) -> pl.Expr:
     )
 
 
+def breakdown_rows(
+    frame: pl.DataFrame, by: str, min_rows: int = 2
+) -> tuple[pl.DataFrame, list[tuple[str, np.ndarray]]]:
+    """The frame in date order and, per value of ``by`` (``market_regime``, ``quarter``,
+    ``crop_season`` — both derived from ``date`` — or ``fold``) in key order, the positions of
+    its rows there; groups under ``min_rows`` rows are left out. The frame is sorted once and
+    each group's arrays are slices of its columns (an evaluation makes hundreds of groups)."""
+    frame = frame.sort("date")
+    if by == "quarter":
+        values = frame.select(pl.col("date").dt.quarter().cast(pl.String)).to_series()
+    elif by == "crop_season":
+        values = frame.select(crop_season(pl.col("date").dt.month())).to_series()
+    elif by in frame.columns:
+        values = frame[by]
+    else:
+        raise ValueError(f"cannot break metrics down by {by!r}: no such column")
+    keys = np.array([str(v) for v in values.to_list()], dtype=object)
+    groups = []
+    for key in sorted(set(keys)):
+        rows = np.flatnonzero(keys == key)
+        if rows.size >= min_rows:
+            groups.append((str(key), rows))
+    return frame, groups
+
+
 def breakdown_groups(
     frame: pl.DataFrame, by: str, min_rows: int = 2
 ) -> list[tuple[str, pl.DataFrame]]:
-    """The rows of each value of ``by`` (``market_regime``, ``quarter``, ``crop_season`` — both
-    derived from ``date`` — or ``fold``), in key order, date-sorted, groups under ``min_rows``
-    rows left out: the slices every breakdown of the evaluation is computed on."""
-    if by == "quarter":
-        frame = frame.with_columns(pl.col("date").dt.quarter().cast(pl.String).alias("quarter"))
-    elif by == "crop_season":
-        frame = frame.with_columns(crop_season(pl.col("date").dt.month()).alias("crop_season"))
-    if by not in frame.columns:
-        raise ValueError(f"cannot break metrics down by {by!r}: no such column")
-    return [
-        (str(key[0]), part.sort("date"))
-        for key, part in sorted(frame.group_by(by), key=lambda kv: str(kv[0][0]))
-        if part.height >= min_rows
-    ]
+    """The rows of each value of ``by`` (``breakdown_rows``), in key order, date-sorted, groups
+    under ``min_rows`` rows left out: the slices every breakdown of the evaluation is computed on."""
+    ordered, groups = breakdown_rows(frame, by, min_rows)
+    return [(key, ordered[rows]) for key, rows in groups]
 
 
 def breakdown(

@@ -27,7 +27,7 @@ import polars as pl
 from scipy import stats
 
 from cbi_pipeline.core.intervals import INTERVALS, QUANTILE_COLUMNS, QUANTILE_LEVELS
-from cbi_pipeline.core.metrics import breakdown_groups
+from cbi_pipeline.core.metrics import breakdown_rows
 
 # Central interval level -> the key used in reports: 0.8 -> "80".
 INTERVAL_KEYS: dict[float, str] = {level: f"{round(level * 100)}" for level in INTERVALS}
@@ -184,7 +184,10 @@ def _checked(frame: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def probabilistic_set(frame: pl.DataFrame) -> ProbabilisticSet:
     """Every probabilistic metric for one set of quantile forecasts (one family, one slice)."""
-    y, price, q = _checked(frame)
+    return _scored_set(*_checked(frame))
+
+
+def _scored_set(y: np.ndarray, price: np.ndarray, q: np.ndarray) -> ProbabilisticSet:
     pinball = pinball_loss(y, q, QUANTILE_LEVELS, price)
     index = {name: j for j, name in enumerate(QUANTILE_COLUMNS)}
     cover, width = {}, {}
@@ -193,7 +196,7 @@ def probabilistic_set(frame: pl.DataFrame) -> ProbabilisticSet:
         cover[key] = coverage(y, q[:, index[lo]], q[:, index[hi]])
         width[key] = mean_width(q[:, index[lo]], q[:, index[hi]], price)
     return ProbabilisticSet(
-        rows=frame.height, pinball=pinball, crps=2.0 * pinball, coverage=cover, width=width
+        rows=int(y.size), pinball=pinball, crps=2.0 * pinball, coverage=cover, width=width
     )
 
 
@@ -202,12 +205,13 @@ def probabilistic_breakdown(
 ) -> dict[str, ProbabilisticSet]:
     """Probabilistic metrics per value of ``by`` (``market_regime``, ``quarter``, ``crop_season``,
     ``fold``), as ``core/metrics.breakdown`` groups point metrics; groups under ``min_rows`` rows
-    are left out."""
+    are left out. The frame is checked once and each group scored on slices of its arrays."""
     try:
-        groups = breakdown_groups(frame, by, min_rows)
+        ordered, groups = breakdown_rows(frame, by, min_rows)
     except ValueError as exc:
         raise ProbabilisticError(str(exc)) from exc
-    return {key: probabilistic_set(part) for key, part in groups}
+    y, price, q = _checked(ordered)
+    return {key: _scored_set(y[rows], price[rows], q[rows]) for key, rows in groups}
 
 
 def pinball_skill(model: ProbabilisticSet, benchmark: ProbabilisticSet) -> float:

@@ -31,6 +31,7 @@ import polars as pl
 
 from cbi_pipeline.core.export import PRICE_COL, feature_columns
 from cbi_pipeline.core.metrics import mape
+from cbi_pipeline.core.progress import LineBatch
 from cbi_pipeline.core.vocabulary import horizon_days, target_column
 
 DEFAULT_FIRST_TEST_DATE = dt.date(2010, 1, 4)
@@ -351,47 +352,57 @@ def run_walk_forward(
 ) -> WalkForwardResult:
     """Fit and predict each fold in order; collect the out-of-fold predictions and fold records."""
     frames, records = [], []
-    for fold in folds:
-        start = time.perf_counter()
-        fit = predict(data, fold)
-        if fit.pred_return.shape != fold.test_rows.shape or not np.isfinite(fit.pred_return).all():
-            raise WalkForwardError(
-                f"{family} fold {fold.index}: expected {fold.test_rows.size} finite predicted "
-                f"returns, got shape {fit.pred_return.shape} with "
-                f"{int((~np.isfinite(fit.pred_return)).sum())} non-finite"
-            )
-        frame = prediction_frame(
-            data, fold.test_rows, np.full(fold.test_rows.size, fold.index), fit.pred_return, family
-        )
-        seconds = time.perf_counter() - start if fit.seconds is None else fit.seconds
-        record = FoldRecord(
-            fold=fold.index,
-            fit=date_range(data, fold.fit_rows),
-            validation=date_range(data, fold.validation_rows),
-            test=date_range(data, fold.test_rows),
-            fit_rows=int(fold.fit_rows.size),
-            validation_rows=int(fold.validation_rows.size),
-            test_rows=int(fold.test_rows.size),
-            val_mape=mape(frame["y_true"], frame["y_pred"]),
-            seconds=round(seconds, 3),
-            info=fit.info,
-        )
-        frames.append(frame)
-        records.append(record)
-        if progress is not None:
-            extra = "".join(
-                f", {k} {v}" for k, v in fit.info.items() if not isinstance(v, list | tuple)
-            )
-            progress(
-                f"{data.horizon} {family} fold {fold.index + 1}/{len(folds)}: test "
-                f"{record.test[0]}..{record.test[1]} ({record.test_rows} rows), fit "
-                f"{record.fit[0]}..{record.fit[1]} ({record.fit_rows} rows), validation "
-                f"{record.validation[0]}..{record.validation[1]}{extra}: MAPE "
-                f"{record.val_mape:.3f}% in {seconds:.2f}s"
-            )
+    with LineBatch(progress) as lines:
+        for fold in folds:
+            frame, record = _run_fold(data, fold, len(folds), family, predict, lines)
+            frames.append(frame)
+            records.append(record)
     if not frames:
         raise WalkForwardError(f"{family}: no folds to run")
     return WalkForwardResult(family, pl.concat(frames), tuple(records))
+
+
+def _run_fold(
+    data: TrainingData,
+    fold: Fold,
+    n_folds: int,
+    family: str,
+    predict: FoldPredictor,
+    lines: LineBatch,
+) -> tuple[pl.DataFrame, FoldRecord]:
+    start = time.perf_counter()
+    fit = predict(data, fold)
+    if fit.pred_return.shape != fold.test_rows.shape or not np.isfinite(fit.pred_return).all():
+        raise WalkForwardError(
+            f"{family} fold {fold.index}: expected {fold.test_rows.size} finite predicted "
+            f"returns, got shape {fit.pred_return.shape} with "
+            f"{int((~np.isfinite(fit.pred_return)).sum())} non-finite"
+        )
+    frame = prediction_frame(
+        data, fold.test_rows, np.full(fold.test_rows.size, fold.index), fit.pred_return, family
+    )
+    seconds = time.perf_counter() - start if fit.seconds is None else fit.seconds
+    record = FoldRecord(
+        fold=fold.index,
+        fit=date_range(data, fold.fit_rows),
+        validation=date_range(data, fold.validation_rows),
+        test=date_range(data, fold.test_rows),
+        fit_rows=int(fold.fit_rows.size),
+        validation_rows=int(fold.validation_rows.size),
+        test_rows=int(fold.test_rows.size),
+        val_mape=mape(frame["y_true"], frame["y_pred"]),
+        seconds=round(seconds, 3),
+        info=fit.info,
+    )
+    extra = "".join(f", {k} {v}" for k, v in fit.info.items() if not isinstance(v, list | tuple))
+    lines.add(
+        f"{data.horizon} {family} fold {fold.index + 1}/{n_folds}: test "
+        f"{record.test[0]}..{record.test[1]} ({record.test_rows} rows), fit "
+        f"{record.fit[0]}..{record.fit[1]} ({record.fit_rows} rows), validation "
+        f"{record.validation[0]}..{record.validation[1]}{extra}: MAPE "
+        f"{record.val_mape:.3f}% in {seconds:.2f}s"
+    )
+    return frame, record
 
 
 def spec_as_dict(spec: WalkForwardSpec) -> dict[str, Any]:

@@ -34,7 +34,8 @@ from cbi_pipeline.core.export import (
     summarize_export,
     target_gaps,
 )
-from cbi_pipeline.core.features import FeatureDef, build_features
+from cbi_pipeline.core.features import FeatureDef, FeatureSpec, build_features
+from cbi_pipeline.core.fingerprint import digest, frame_digest
 from cbi_pipeline.core.panel import build_market_panel, close_column
 from cbi_pipeline.core.sample.generator import SampleSpec, generate_sample_market
 from cbi_pipeline.core.vocabulary import HORIZON_LABELS, horizon_days, target_column
@@ -205,6 +206,24 @@ class ExportResult:
         )
 
 
+# The features of the last panels, keyed by the panel's contents and the feature spec: every
+# horizon's export starts from the same features, and the cycle builds them one horizon at a time.
+_FEATURES: dict[str, tuple[pl.DataFrame, tuple[FeatureDef, ...]]] = {}
+_FEATURES_KEEP = 2
+
+
+def panel_features(panel: pl.DataFrame, spec: FeatureSpec) -> tuple[pl.DataFrame, list[FeatureDef]]:
+    """``build_features`` of the panel, built once per panel contents and spec in a process."""
+    key = digest(frame_digest(panel), repr(spec))
+    if key not in _FEATURES:
+        frame, catalog = build_features(panel, spec)
+        _FEATURES[key] = (frame, tuple(catalog))
+        while len(_FEATURES) > _FEATURES_KEEP:
+            _FEATURES.pop(next(iter(_FEATURES)))
+    frame, catalog = _FEATURES[key]
+    return frame, list(catalog)
+
+
 def build_exports(
     root: DataRoot,
     settings: Settings,
@@ -217,7 +236,7 @@ def build_exports(
     if panel is None:
         panel = read_parquet(root.market_panel, "market_panel")
     spec = settings.export_spec()
-    features, catalog = build_features(panel, settings.feature_spec())
+    features, catalog = panel_features(panel, settings.feature_spec())
     # Rolling-correlation features come from the correlation cache (rebuilt on demand if stale).
     features, catalog = join_correlation_features(root, settings, panel, features, catalog)
     put_parquet = batch.parquet if batch else write_parquet

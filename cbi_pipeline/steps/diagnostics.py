@@ -21,7 +21,7 @@ from cbi_pipeline.core.diagnostics import build_diagnostics
 from cbi_pipeline.core.diagnostics_plot import diagnostics_png
 from cbi_pipeline.core.diagnostics_schema import validate_diagnostics
 from cbi_pipeline.core.export import export_filename
-from cbi_pipeline.core.fingerprint import code_fingerprint, digest, json_digest
+from cbi_pipeline.core.fingerprint import code_fingerprint, digest, frame_digest, json_digest
 from cbi_pipeline.core.leakage.alignment import require_columns
 from cbi_pipeline.core.leakage.spec import DEFAULT_LEAKAGE, LeakageSpec
 from cbi_pipeline.core.leakage.truncation import (
@@ -95,6 +95,7 @@ TRUNCATION_CODE = (
     "cbi_pipeline.core.blocks",
     "cbi_pipeline.core.contracts",
     "cbi_pipeline.core.regimes",
+    "cbi_pipeline.core.fingerprint",
     "cbi_pipeline.steps.diagnostics",
 )
 TRUNCATION_LIBRARIES = ("polars", "numpy", "numba")
@@ -104,15 +105,6 @@ KEEP_OTHER_ENTRIES = 32  # cached cut dates kept beside those a call uses
 ABSENT = "__truncation_absent__"
 
 Rows = dict[dt.date, dict[str, object]]
-
-
-def frame_digest(frame: pl.DataFrame | None) -> str:
-    """The digest of a frame's schema and contents, row by row (polars' row hashes, which do not
-    depend on how the frame is chunked; the key's code part pins the polars version)."""
-    if frame is None:
-        return digest("no frame")
-    hashes = [frame.hash_rows(seed=seed).to_numpy().tobytes() for seed in (0, 1)]  # 128 bits
-    return digest(repr(frame.schema), str(frame.height), *hashes)
 
 
 def truncation_key(

@@ -159,3 +159,19 @@ def test_the_evidence_is_the_white_z_and_correlation_of_normal_scores():
     z, corr = naive_white(scores(x), ahead)
     assert e.z == pytest.approx(z, rel=1e-9) and e.corr == pytest.approx(corr, rel=1e-9)
     assert e.lag in (1, 2, 3)
+
+
+def test_kept_scores_give_the_same_screen_and_cannot_be_changed():
+    from cbi_pipeline.core.leakage import lags
+
+    export = random_walk_export(900, 6)
+    lags._SCORED.clear()
+    first = lag_screen(export, "1m")
+    (kept,) = lags._SCORED.values()
+    assert all(not a.flags.writeable for a in kept)
+    again = lag_screen(export, "1m")  # from the kept scores
+    lags._SCORED.clear()
+    fresh = lag_screen(export, "1m")
+    assert first == again == fresh
+    with pytest.raises(ValueError):
+        kept[0][0, 0] = 1.0

@@ -144,3 +144,32 @@ def test_metric_set_and_breakdowns():
     assert set(by_regime) == {"a", "b"} and by_regime["a"].rows == 40
     assert sum(x.rows for x in M.breakdown(frame, "crop_season", 5).values()) == n
     assert set(M.breakdown(frame, "quarter", 5)) <= {"1", "2", "3", "4"}
+
+
+def test_breakdown_groups_are_the_date_sorted_rows_of_each_key():
+    # breakdown_groups sorts once and slices; each group must equal that key's rows sorted by
+    # date (polars' group_by), in key order, with null keys as "None" and small groups left out.
+    n = 60
+    rng = np.random.default_rng(5)
+    frame = pl.DataFrame(
+        {
+            "date": [dt.date(2020, 1, 1) + dt.timedelta(days=int(d)) for d in rng.permutation(n)],
+            "fold": rng.integers(0, 4, n).astype(np.int32),
+            "market_regime": pl.Series(
+                [["calm", "crisis", None][i] for i in rng.integers(0, 3, n)], dtype=pl.String
+            ),
+            "price": rng.random(n) + 1,
+        }
+    )
+    frame = frame.with_columns(
+        pl.when(pl.col("fold") == 3).then(pl.lit(None)).otherwise(pl.col("fold")).alias("fold")
+    )
+    for by in ("fold", "market_regime"):
+        expected = sorted(
+            (str(key[0]), part.sort("date")) for key, part in frame.group_by(by) if part.height >= 2
+        )
+        got = M.breakdown_groups(frame, by)
+        assert [k for k, _ in got] == [k for k, _ in expected]
+        assert all(a.equals(b) for (_, a), (_, b) in zip(got, expected, strict=True))
+    only_big = M.breakdown_groups(frame, "fold", min_rows=n)
+    assert only_big == []

@@ -10,6 +10,7 @@ from scipy import stats
 
 from cbi_pipeline.core import probabilistic as P
 from cbi_pipeline.core.intervals import INTERVALS, QUANTILE_COLUMNS, QUANTILE_LEVELS
+from cbi_pipeline.core.metrics import crop_season
 from cbi_pipeline.core.probabilistic import ProbabilisticError
 
 
@@ -241,3 +242,23 @@ def test_diebold_mariano_degenerate_cases_raise():
         P.diebold_mariano([0.1, 0.2, 0.4, 0.3], [0.3, 0.1, 0.2, 0.2], 5)
     with pytest.raises(ValueError, match="h must be an integer"):
         P.diebold_mariano(losses, losses, 0)
+
+
+@pytest.mark.parametrize("by", ["market_regime", "fold", "quarter", "crop_season"])
+def test_probabilistic_breakdown_equals_scoring_each_group_by_itself(by):
+    # Groups are scored on slices of the checked arrays; that must equal scoring each group as
+    # its own frame (polars' group_by, date-sorted), bit for bit, whatever the input order.
+    frame = quantile_frame().sample(fraction=1.0, shuffle=True, seed=3)
+    if by == "quarter":
+        keyed = frame.with_columns(pl.col("date").dt.quarter().cast(pl.String).alias(by))
+    elif by == "crop_season":
+        keyed = frame.with_columns(crop_season(pl.col("date").dt.month()).alias(by))
+    else:
+        keyed = frame
+    expected = {
+        str(key[0]): P.probabilistic_set(part.sort("date"))
+        for key, part in keyed.group_by(by)
+        if part.height >= 2
+    }
+    got = P.probabilistic_breakdown(frame, by)
+    assert list(got) == sorted(expected) and got == expected

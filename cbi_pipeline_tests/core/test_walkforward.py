@@ -238,3 +238,23 @@ def test_prediction_columns_are_the_contract():
         "pred_return",
         "market_regime",
     )
+
+
+def test_fold_lines_reach_progress_as_one_message_when_they_come_fast():
+    from cbi_pipeline.core.progress import LineBatch
+
+    seen: list[str] = []
+    with LineBatch(seen.append) as lines:
+        for i in range(5):
+            lines.add(f"fold {i}")
+    assert seen == ["fold 0\nfold 1\nfold 2\nfold 3\nfold 4"]
+    seen.clear()
+    with LineBatch(seen.append, every=0.0) as lines:  # slow work: every line as it comes
+        lines.add("a")
+        lines.add("b")
+    assert seen == ["a", "b"]
+    seen.clear()
+    with pytest.raises(RuntimeError), LineBatch(seen.append) as lines:
+        lines.add("before the failure")
+        raise RuntimeError("fold 3 failed")
+    assert seen == ["before the failure"]

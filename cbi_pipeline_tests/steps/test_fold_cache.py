@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cbi_pipeline.core.foldcache import window_rows
 from cbi_pipeline.core.hardware import detect_system
@@ -245,3 +247,14 @@ def test_with_warm_start_a_refitted_fold_refits_every_later_one(tmp_path):
     (full,) = training.train(full_root, full_settings, "1m", "lstm", SYSTEM, overrides=warm)
     assert pl.read_parquet(out.predictions_path).equals(pl.read_parquet(full.predictions_path))
     assert out.manifest["model_sha256"] == full.manifest["model_sha256"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.integers(0, 400), min_size=0, max_size=60),
+    st.integers(1, 80),
+)
+def test_window_rows_are_every_row_a_window_reaches(rows, length):
+    expected = sorted({r - k for r in rows for k in range(length) if r - k >= 0})
+    got = window_rows(np.asarray(rows, dtype=np.int64), length)
+    assert got.dtype == np.int64 and got.tolist() == expected
