@@ -22,6 +22,7 @@ from importlib import metadata
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import polars as pl
 
 from cbi_pipeline.core.export import export_filename
@@ -81,19 +82,36 @@ class LoadedExport:
     data: TrainingData
 
 
+# The last exports read, by path, horizon and the sha256 of their bytes: every family of a
+# horizon trains on the same export, one step after another (read and validated once). Their
+# arrays are read-only, so a step that tried to change them would fail instead of changing the
+# next step's data.
+_LOADED: dict[tuple[str, str, str], LoadedExport] = {}
+_LOADED_KEEP = 2
+
+
 def load_export(root: DataRoot, settings: Settings, horizon: str) -> LoadedExport:
     """Read the horizon's export once, hash its bytes, validate it into arrays."""
     path = root.export(export_filename(settings.target_symbol, settings.surface, horizon))
     if not path.exists():
         raise StorageError(f"{path}: not found; materialize training_export[{horizon}] first")
     raw = path.read_bytes()
+    sha = hashlib.sha256(raw).hexdigest()
+    key = (str(path), horizon, sha)
+    if key in _LOADED:
+        return _LOADED[key]
     try:
         frame = pl.read_parquet(io.BytesIO(raw))
     except Exception as exc:  # polars raises several types for corrupt files
         raise StorageError(f"{path}: unreadable parquet ({type(exc).__name__}: {exc})") from exc
-    return LoadedExport(
-        path, hashlib.sha256(raw).hexdigest(), frame, training_data(frame, horizon, str(path))
-    )
+    data = training_data(frame, horizon, str(path))
+    for value in vars(data).values():
+        if isinstance(value, np.ndarray):
+            value.flags.writeable = False
+    _LOADED[key] = LoadedExport(path, sha, frame, data)
+    while len(_LOADED) > _LOADED_KEEP:
+        _LOADED.pop(next(iter(_LOADED)))
+    return _LOADED[key]
 
 
 @dataclass(frozen=True, eq=False)
