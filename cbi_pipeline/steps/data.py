@@ -216,12 +216,12 @@ def panel_features(panel: pl.DataFrame, spec: FeatureSpec) -> tuple[pl.DataFrame
     """``build_features`` of the panel, built once per panel contents and spec in a process."""
     key = digest(frame_digest(panel), repr(spec))
     if key not in _FEATURES:
-        frame, catalog = build_features(panel, spec)
-        _FEATURES[key] = (frame, tuple(catalog))
+        built, defs = build_features(panel, spec)
+        _FEATURES[key] = (built, tuple(defs))
         while len(_FEATURES) > _FEATURES_KEEP:
             _FEATURES.pop(next(iter(_FEATURES)))
-    frame, catalog = _FEATURES[key]
-    return frame, list(catalog)
+    frame, kept = _FEATURES[key]
+    return frame, list(kept)
 
 
 def build_exports(
