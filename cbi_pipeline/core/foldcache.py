@@ -25,7 +25,6 @@ The final model (every labelled row) is cached the same way under the name ``fin
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +34,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from cbi_pipeline.core.fingerprint import digest, json_digest, row_digests, rows_digest
+from cbi_pipeline.core.memo import Kept
 from cbi_pipeline.core.walkforward import (
     Fold,
     FoldFit,
@@ -48,8 +48,7 @@ FINAL = "final"
 REUSED, PREDICTED, REFIT = "reused", "predicted", "refit"
 KINDS = ("features", "labels", "prices")
 _EMPTY = np.zeros(0, dtype=np.int64)
-_PRINTS: dict[str, RowPrints] = {}
-_PRINTS_LOCK = threading.Lock()
+_PRINTS: Kept[RowPrints] = Kept(8)
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,20 +68,15 @@ class RowPrints:
         days = np.asarray(data.dates, dtype="datetime64[D]").astype(np.int64)
         columns = (days, data.X, data.label, data.weight, data.labelled, data.price)
         key = digest(*(np.ascontiguousarray(c).tobytes() for c in columns), str(data.X.shape))
-        with _PRINTS_LOCK:
-            if key in _PRINTS:
-                return _PRINTS[key]
-        prints = cls(
-            data.dates,
-            row_digests(days, data.X),
-            row_digests(days, data.label, data.weight, data.labelled.astype(np.uint8)),
-            row_digests(days, data.price),
+        return _PRINTS.get(
+            key,
+            lambda: cls(
+                data.dates,
+                row_digests(days, data.X),
+                row_digests(days, data.label, data.weight, data.labelled.astype(np.uint8)),
+                row_digests(days, data.price),
+            ),
         )
-        with _PRINTS_LOCK:
-            _PRINTS[key] = prints
-            while len(_PRINTS) > 8:
-                _PRINTS.pop(next(iter(_PRINTS)))
-        return prints
 
     def of_kind(self, kind: str) -> np.ndarray:
         return {"features": self.features, "labels": self.labels, "prices": self.prices}[kind]

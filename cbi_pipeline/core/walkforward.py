@@ -31,7 +31,7 @@ import polars as pl
 
 from cbi_pipeline.core.export import PRICE_COL, feature_columns
 from cbi_pipeline.core.metrics import mape
-from cbi_pipeline.core.progress import LineBatch
+from cbi_pipeline.core.progress import LineBatch, Progress
 from cbi_pipeline.core.vocabulary import horizon_days, target_column
 
 DEFAULT_FIRST_TEST_DATE = dt.date(2010, 1, 4)
@@ -348,7 +348,7 @@ def run_walk_forward(
     folds: Sequence[Fold],
     family: str,
     predict: FoldPredictor,
-    progress: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
 ) -> WalkForwardResult:
     """Fit and predict each fold in order; collect the out-of-fold predictions and fold records."""
     frames, records = [], []

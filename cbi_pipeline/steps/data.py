@@ -36,6 +36,7 @@ from cbi_pipeline.core.export import (
 )
 from cbi_pipeline.core.features import FeatureDef, FeatureSpec, build_features
 from cbi_pipeline.core.fingerprint import digest, frame_digest
+from cbi_pipeline.core.memo import Kept
 from cbi_pipeline.core.panel import build_market_panel, close_column
 from cbi_pipeline.core.sample.generator import SampleSpec, generate_sample_market
 from cbi_pipeline.core.vocabulary import HORIZON_LABELS, horizon_days, target_column
@@ -208,20 +209,18 @@ class ExportResult:
 
 # The features of the last panels, keyed by the panel's contents and the feature spec: every
 # horizon's export starts from the same features, and the cycle builds them one horizon at a time.
-_FEATURES: dict[str, tuple[pl.DataFrame, tuple[FeatureDef, ...]]] = {}
-_FEATURES_KEEP = 2
+_FEATURES: Kept[tuple[pl.DataFrame, tuple[FeatureDef, ...]]] = Kept(2)
 
 
 def panel_features(panel: pl.DataFrame, spec: FeatureSpec) -> tuple[pl.DataFrame, list[FeatureDef]]:
     """``build_features`` of the panel, built once per panel contents and spec in a process."""
-    key = digest(frame_digest(panel), repr(spec))
-    if key not in _FEATURES:
+
+    def build() -> tuple[pl.DataFrame, tuple[FeatureDef, ...]]:
         built, defs = build_features(panel, spec)
-        _FEATURES[key] = (built, tuple(defs))
-        while len(_FEATURES) > _FEATURES_KEEP:
-            _FEATURES.pop(next(iter(_FEATURES)))
-    frame, kept = _FEATURES[key]
-    return frame, list(kept)
+        return built, tuple(defs)
+
+    frame, defs = _FEATURES.get(digest(frame_digest(panel), repr(spec)), build)
+    return frame, list(defs)
 
 
 def build_exports(

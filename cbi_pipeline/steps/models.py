@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -34,6 +34,7 @@ from cbi_pipeline.core.models.neural.spec import (
     spec_parameters,
 )
 from cbi_pipeline.core.models.trees import library_params
+from cbi_pipeline.core.progress import Progress
 from cbi_pipeline.core.vocabulary import (
     BASELINES,
     BASELINES_TARGET,
@@ -81,8 +82,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 FEATURE_SELECTION = (
     "top max_features by |Pearson correlation| with the label on the fold's fit rows"
 )
-
-Progress = Callable[[str], None]
 
 
 def fold_store(

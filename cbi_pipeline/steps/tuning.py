@@ -30,6 +30,7 @@ from typing import Any
 
 from cbi_pipeline.core.hardware import SystemInfo
 from cbi_pipeline.core.models.neural.spec import neural_spec
+from cbi_pipeline.core.progress import Progress
 from cbi_pipeline.core.tuning import (
     DEFAULT_BLOCKS,
     METRIC,
@@ -61,8 +62,6 @@ from cbi_pipeline.store.tracking import Tracker, experiment_name, local_copy
 TUNING_FORMAT = "cbi-tuning-v1"
 TAG_KIND = "cbi.kind"
 log = logging.getLogger(__name__)
-
-Progress = Callable[[str], None]
 
 
 def tuned_hyper(hyper: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:

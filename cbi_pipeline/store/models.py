@@ -26,6 +26,7 @@ import numpy as np
 import polars as pl
 
 from cbi_pipeline.core.export import export_filename
+from cbi_pipeline.core.memo import Kept
 from cbi_pipeline.core.models.neural.spec import CONFIG_FILE, WEIGHTS_FILE
 from cbi_pipeline.core.vocabulary import target_column
 from cbi_pipeline.core.walkforward import (
@@ -86,8 +87,7 @@ class LoadedExport:
 # horizon trains on the same export, one step after another (read and validated once). Their
 # arrays are read-only, so a step that tried to change them would fail instead of changing the
 # next step's data.
-_LOADED: dict[tuple[str, str, str], LoadedExport] = {}
-_LOADED_KEEP = 2
+_LOADED: Kept[LoadedExport] = Kept(2)
 
 
 def load_export(root: DataRoot, settings: Settings, horizon: str) -> LoadedExport:
@@ -97,21 +97,19 @@ def load_export(root: DataRoot, settings: Settings, horizon: str) -> LoadedExpor
         raise StorageError(f"{path}: not found; materialize training_export[{horizon}] first")
     raw = path.read_bytes()
     sha = hashlib.sha256(raw).hexdigest()
-    key = (str(path), horizon, sha)
-    if key in _LOADED:
-        return _LOADED[key]
-    try:
-        frame = pl.read_parquet(io.BytesIO(raw))
-    except Exception as exc:  # polars raises several types for corrupt files
-        raise StorageError(f"{path}: unreadable parquet ({type(exc).__name__}: {exc})") from exc
-    data = training_data(frame, horizon, str(path))
-    for value in vars(data).values():
-        if isinstance(value, np.ndarray):
-            value.flags.writeable = False
-    _LOADED[key] = LoadedExport(path, sha, frame, data)
-    while len(_LOADED) > _LOADED_KEEP:
-        _LOADED.pop(next(iter(_LOADED)))
-    return _LOADED[key]
+
+    def read() -> LoadedExport:
+        try:
+            frame = pl.read_parquet(io.BytesIO(raw))
+        except Exception as exc:  # polars raises several types for corrupt files
+            raise StorageError(f"{path}: unreadable parquet ({type(exc).__name__}: {exc})") from exc
+        data = training_data(frame, horizon, str(path))
+        for value in vars(data).values():
+            if isinstance(value, np.ndarray):
+                value.flags.writeable = False
+        return LoadedExport(path, sha, frame, data)
+
+    return _LOADED.get((str(path), horizon, sha), read)
 
 
 @dataclass(frozen=True, eq=False)

@@ -46,7 +46,6 @@ reported beside each finding.
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -60,6 +59,7 @@ from cbi_pipeline.core.export import PRICE_COL, feature_columns
 from cbi_pipeline.core.fingerprint import digest
 from cbi_pipeline.core.leakage.arrays import float_column
 from cbi_pipeline.core.leakage.spec import DEFAULT_LEAKAGE, MIN_OVERLAP, LeakageSpec
+from cbi_pipeline.core.memo import Kept
 from cbi_pipeline.core.vocabulary import horizon_days
 
 LAG_TRANSFORMS = ("level", "change")
@@ -161,9 +161,7 @@ def absolute_surprise(r: np.ndarray, lam: float = 0.94) -> np.ndarray:
 
 
 Scored = tuple[np.ndarray, np.ndarray, np.ndarray]
-_SCORED: dict[str, Scored] = {}
-_SCORED_LOCK = threading.Lock()
-_SCORED_KEEP = 3
+_SCORED: Kept[Scored] = Kept(3)  # the export's, and the canary's that come between horizons
 
 
 def _scored(x: np.ndarray, r: np.ndarray) -> Scored:
@@ -172,24 +170,20 @@ def _scored(x: np.ndarray, r: np.ndarray) -> Scored:
     them is most of a short horizon's screen (0.4 s of 0.4 s at 1w): the scores of the last few
     inputs are kept, keyed by their bytes, read-only."""
     key = digest(np.ascontiguousarray(x).tobytes(), r.tobytes(), str(x.shape))
-    with _SCORED_LOCK:
-        if key in _SCORED:  # the least recently used goes first (the canary's come between)
-            _SCORED[key] = _SCORED.pop(key)
-            return _SCORED[key]
-    change = np.full_like(x, np.nan)
-    change[1:] = x[1:] - x[:-1]
-    scored = (
-        _normal_scores(np.hstack([x, change])),
-        _normal_scores(r[:, None])[:, 0],
-        _normal_scores(absolute_surprise(r)[:, None])[:, 0],
-    )
-    for a in scored:
-        a.flags.writeable = False
-    with _SCORED_LOCK:
-        _SCORED[key] = scored
-        while len(_SCORED) > _SCORED_KEEP:
-            _SCORED.pop(next(iter(_SCORED)))
-    return scored
+
+    def compute() -> Scored:
+        change = np.full_like(x, np.nan)
+        change[1:] = x[1:] - x[:-1]
+        scored = (
+            _normal_scores(np.hstack([x, change])),
+            _normal_scores(r[:, None])[:, 0],
+            _normal_scores(absolute_surprise(r)[:, None])[:, 0],
+        )
+        for a in scored:
+            a.flags.writeable = False
+        return scored
+
+    return _SCORED.get(key, compute)
 
 
 def _centred(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,9 +28,9 @@ from cbi_pipeline.core.models.neural.network import (
 )
 from cbi_pipeline.core.models.neural.spec import NeuralSpec, NeuralTrainingError, resolve_device
 from cbi_pipeline.core.models.trees import select_features
+from cbi_pipeline.core.progress import Progress
 from cbi_pipeline.core.walkforward import TrainingData, normalised_weights
 
-Progress = Callable[[str], None]
 _INIT_LOCK = threading.Lock()
 
 

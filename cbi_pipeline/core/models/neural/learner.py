@@ -11,7 +11,6 @@ numbers while training (no dropout), one torch thread each.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,9 +21,9 @@ from cbi_pipeline.core.foldcache import FoldCache, FoldStore, Reads, Stored, win
 from cbi_pipeline.core.models.neural.files import NeuralModel, model_from_files
 from cbi_pipeline.core.models.neural.fit import FitHistory, fit_neural_model, torch_runtime
 from cbi_pipeline.core.models.neural.spec import NeuralSpec, resolve_device, spec_parameters
+from cbi_pipeline.core.progress import Progress
 from cbi_pipeline.core.walkforward import Fold, TrainingData, WalkForwardResult
 
-Progress = Callable[[str], None]
 NEURAL_CODE = (
     "cbi_pipeline.core.models.neural",
     "cbi_pipeline.core.models.trees",  # the feature selector
